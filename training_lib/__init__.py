@@ -1,0 +1,1 @@
+"""Card-fraud MLOps platform: all logic, importable, no Airflow imports."""

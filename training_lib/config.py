@@ -1,0 +1,273 @@
+"""Platform settings: the only module that reads the environment.
+
+Every setting has a default that points at the embedded local stack (`make up`), so nothing needs
+to be configured on a laptop. Pointing the platform at real AWS S3 / MinIO and a remote MLflow is a
+matter of environment variables only (see the README's configuration table).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED_SERVICES = ("s3", "mlflow", "airflow")
+DUMMY_S3_KEY = "fraud-local"  # moto accepts any key; not a secret
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _env_field(env: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _parse_optional_url(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _parse_url(value: str) -> str:
+    parsed = _parse_optional_url(value)
+    if parsed is None:
+        raise ValueError("must not be empty")
+    return parsed
+
+
+def _parse_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _parse_optional_text(value: str) -> str | None:
+    return value.strip() or None
+
+
+def _parse_services(value: str) -> tuple[str, ...]:
+    services = tuple(s.strip() for s in value.split(",") if s.strip())
+    unknown = sorted(set(services) - set(EMBEDDED_SERVICES))
+    if unknown:
+        raise ValueError(f"unknown service(s) {unknown}; choose from {list(EMBEDDED_SERVICES)}")
+    return services
+
+
+def _parse_fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"expected a fraction between 0 and 1, got {number}")
+    return number
+
+
+def _parse_positive_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"expected a non-negative integer, got {number}")
+    return number
+
+
+def _parse_bucket(value: str) -> str:
+    value = value.strip()
+    if not (3 <= len(value) <= 63) or not all(c.islower() or c.isdigit() or c in ".-" for c in value):
+        raise ValueError(f"not a valid S3 bucket name: {value!r}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "state_dir": lambda v: Path(v).expanduser().resolve(),
+    "bucket": _parse_bucket,
+    "s3_endpoint_url": _parse_optional_url,
+    "mlflow_tracking_uri": lambda v: v.strip().rstrip("/"),
+    "airflow_api_url": _parse_url,
+    "embedded_services": _parse_services,
+    "drift_threshold": _parse_fraction,
+    "quarantine_share_limit": _parse_fraction,
+    "min_new_labels": _parse_positive_int,
+    "promotion_margin": _parse_fraction,
+    "promotion_floor": _parse_fraction,
+    "alert_budget": _parse_fraction,
+    "retrain_cooldown_hours": _parse_positive_int,
+    "label_delay_days": _parse_positive_int,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed platform configuration. Build it with :func:`load_settings`."""
+
+    state_dir: Path = _env_field(
+        "FRAUD_STATE_DIR", PROJECT_ROOT / ".local", "All local-stack state: data, logs, PID files."
+    )
+    bucket: str = _env_field("FRAUD_BUCKET", "fraud-platform", "S3 bucket of the data lake and MLflow artifacts.")
+    s3_endpoint_url: str | None = _env_field(
+        "FRAUD_S3_ENDPOINT_URL",
+        "http://127.0.0.1:5001",
+        "S3 API endpoint (moto or MinIO). Empty: the AWS default endpoint of the region.",
+    )
+    aws_region: str = _env_field("AWS_DEFAULT_REGION", "us-east-1", "S3 region.")
+    aws_access_key_id: str | None = _env_field(
+        "AWS_ACCESS_KEY_ID", None, "S3 key id. Unset: boto3's credential chain (dummy keys for moto)."
+    )
+    aws_secret_access_key: str | None = _env_field("AWS_SECRET_ACCESS_KEY", None, "S3 secret key.")
+    mlflow_tracking_uri: str = _env_field(
+        "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "MLflow tracking and registry server."
+    )
+    airflow_api_url: str = _env_field(
+        "FRAUD_AIRFLOW_API_URL", "http://127.0.0.1:8080", "Airflow API server (UI and REST API)."
+    )
+    airflow_admin_user: str = _env_field("FRAUD_AIRFLOW_USER", "admin", "Airflow admin user of the local stack.")
+    airflow_admin_password: str | None = _env_field(
+        "FRAUD_AIRFLOW_PASSWORD", None, "Its password. Unset: generated once into the state folder."
+    )
+    embedded_services: tuple[str, ...] = _env_field(
+        "FRAUD_EMBEDDED_SERVICES",
+        EMBEDDED_SERVICES,
+        "Services `make up` starts. Use `airflow` alone with external S3 and MLflow.",
+    )
+    model_name: str = _env_field("FRAUD_MODEL_NAME", "fraud-detector", "Registered model name in MLflow.")
+    experiment_name: str = _env_field("FRAUD_EXPERIMENT", "fraud-detection", "MLflow experiment for training.")
+    drift_threshold: float = _env_field(
+        "FRAUD_DRIFT_THRESHOLD", 0.3, "Share of drifted columns that counts as data drift."
+    )
+    quarantine_share_limit: float = _env_field(
+        "FRAUD_QUARANTINE_SHARE_LIMIT", 0.05, "Above this share of quarantined rows a day's ingestion fails."
+    )
+    min_new_labels: int = _env_field("FRAUD_MIN_NEW_LABELS", 50_000, "Newly matured labels that trigger a retrain.")
+    promotion_margin: float = _env_field(
+        "FRAUD_PROMOTION_MARGIN", 0.01, "PR-AUC the challenger must gain over the champion."
+    )
+    promotion_floor: float = _env_field(
+        "FRAUD_PROMOTION_FLOOR", 0.5, "Absolute PR-AUC any model needs to become champion."
+    )
+    alert_budget: float = _env_field(
+        "FRAUD_ALERT_BUDGET", 0.005, "Share of transactions the fraud team can review (sets the threshold)."
+    )
+    retrain_cooldown_hours: int = _env_field(
+        "FRAUD_RETRAIN_COOLDOWN_HOURS", 12, "Minimum hours between automatically triggered retrains."
+    )
+    label_delay_days: int = _env_field(
+        "FRAUD_LABEL_DELAY_DAYS", 7, "Days until a transaction's label (chargeback) is confirmed."
+    )
+    card_token_key: str | None = _env_field(
+        "FRAUD_CARD_TOKEN_KEY",
+        None,
+        "Secret key of the card token (keyed hash of cc_num). Unset: generated once into the state folder.",
+    )
+
+    @property
+    def project_root(self) -> Path:
+        return PROJECT_ROOT
+
+    @property
+    def dags_folder(self) -> Path:
+        return PROJECT_ROOT / "dags"
+
+    @property
+    def plugins_folder(self) -> Path:
+        return PROJECT_ROOT / "plugins"
+
+    @property
+    def include_folder(self) -> Path:
+        return PROJECT_ROOT / "include"
+
+    def s3_credentials(self) -> tuple[str | None, str | None]:
+        """Explicit keys; dummy keys for the embedded moto server; else (None, None): boto3's chain."""
+        if self.aws_access_key_id:
+            return self.aws_access_key_id, self.aws_secret_access_key
+        if "s3" in self.embedded_services:
+            return DUMMY_S3_KEY, DUMMY_S3_KEY
+        return None, None
+
+    def env(self) -> dict[str, str]:
+        """These settings as environment variables, for processes the platform starts."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                if f.name == "s3_endpoint_url":
+                    out[f.metadata["env"]] = ""
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            out[f.metadata["env"]] = str(value)
+        return out
+
+    def redacted(self) -> dict[str, str]:
+        """Settings for display, with secrets hidden."""
+        secret = {"aws_secret_access_key", "airflow_admin_password", "card_token_key"}
+        return {
+            f.metadata["env"]: ("***" if f.name in secret and getattr(self, f.name) else str(getattr(self, f.name)))
+            for f in fields(self)
+        }
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) for every setting: the README's configuration table."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        if isinstance(default, Path):
+            default = "<repo>/" + str(default.relative_to(PROJECT_ROOT))
+        rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["help"]))
+    return rows
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment), validating each value."""
+    source = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        if name not in source:
+            continue
+        raw = source[name]
+        parser = _PARSERS.get(f.name, _parse_optional_text if f.default is None else _parse_text)
+        try:
+            values[f.name] = parser(raw)
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
+    settings = Settings(**values)
+    if settings.promotion_floor <= 0 and settings.promotion_margin <= 0:
+        raise ConfigError(
+            "FRAUD_PROMOTION_FLOOR and FRAUD_PROMOTION_MARGIN cannot both be 0: the gate would pass anything"
+        )
+    return settings
+
+
+def env_flag(name: str, default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
+    """A boolean process flag that is not a platform setting (e.g. CI=true)."""
+    source = os.environ if environ is None else environ
+    if name not in source:
+        return default
+    try:
+        return _parse_bool(source[name])
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={source[name]!r} is invalid: {exc}") from exc
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of the process environment, for building child-process environments."""
+    return dict(os.environ)
