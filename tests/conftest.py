@@ -1,0 +1,94 @@
+"""Shared fixtures: a real local stack (moto S3 server, MLflow server, Airflow) on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from training_lib.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Keep library telemetry and progress bars out of test runs.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class StackHandle:
+    """A local stack started by a test: its settings, environment and CLI."""
+
+    settings: Settings
+    env: dict[str, str]
+    log: Path
+
+    def cli(self, command: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "training_lib.stack", command, "--timeout", "180"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+        with self.log.open("a") as handle:
+            handle.write(f"$ stack {command}  (exit {result.returncode}, {time.monotonic() - started:.1f}s)\n")
+            handle.write(result.stdout + result.stderr)
+        return result
+
+    def airflow_password(self) -> str:
+        import json
+
+        passwords = self.settings.state_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+        return json.loads(passwords.read_text())[self.settings.airflow_admin_user]
+
+
+def stack_environment(state_dir: Path) -> dict[str, str]:
+    """Environment for a private stack: its own state folder and free ports for every service."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("FRAUD_", "AIRFLOW", "MLFLOW_"))}
+    env.update(
+        {
+            "FRAUD_STATE_DIR": str(state_dir),
+            "FRAUD_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+            "FRAUD_AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
+            "FRAUD_BUCKET": "fraud-platform-test",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+    )
+    env.pop("AWS_ACCESS_KEY_ID", None)
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    """Start the whole stack for a test module; always stopped (by PID) at the end."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    env = stack_environment(state_dir)
+    handle = StackHandle(load_settings(env), env, state_dir / "stack-cli.log")
+    result = handle.cli("up")
+    try:
+        if result.returncode != 0:
+            logs = "\n".join(
+                f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((state_dir / "logs").glob("*.log"))
+            )
+            pytest.fail(f"stack up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
+        yield handle
+    finally:
+        handle.cli("down")

@@ -1,0 +1,146 @@
+"""The embedded stack for real: S3 (moto server), MLflow server, Airflow; started, used, stopped by PID.
+
+The tests in this module run in order against one stack; the last one stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from training_lib.airflow_client import AirflowApiError, AirflowClient
+from training_lib.stack import (
+    StackPaths,
+    airflow_health,
+    listening_addresses,
+    process_alive,
+    read_pid_file,
+    recorded_pid,
+    session_members,
+)
+from training_lib.storage import s3_client
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ["s3", "mlflow", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"]
+
+
+def _pids(stack) -> dict[str, int | None]:
+    paths = StackPaths(stack.settings)
+    return {name: recorded_pid(paths.pid_file(name)) for name in SERVICES}
+
+
+def test_every_service_has_a_live_pid_file(local_stack) -> None:
+    pids = _pids(local_stack)
+    assert all(pids.values()), pids
+    assert len(set(pids.values())) == len(SERVICES)
+
+
+def test_services_listen_on_loopback_only(local_stack) -> None:
+    addresses = listening_addresses([pid for pid in _pids(local_stack).values() if pid])
+    ports = {port for _host, port in addresses}
+    settings = local_stack.settings
+    for url in (settings.s3_endpoint_url, settings.mlflow_tracking_uri, settings.airflow_api_url):
+        assert int(url.rsplit(":", 1)[1]) in ports, f"{url} is not among our listening sockets {addresses}"
+    assert {host for host, _port in addresses} == {"127.0.0.1"}, addresses
+
+
+def test_s3_object_round_trip_through_boto3(local_stack) -> None:
+    client = s3_client(local_stack.settings)
+    bucket = local_stack.settings.bucket
+    client.put_object(Bucket=bucket, Key="tests/hello.txt", Body=b"card fraud platform")
+    assert client.get_object(Bucket=bucket, Key="tests/hello.txt")["Body"].read() == b"card fraud platform"
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="tests/")["Contents"]]
+    assert keys == ["tests/hello.txt"]
+
+
+def test_mlflow_run_with_artifact_stored_in_s3(local_stack, tmp_path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    settings = local_stack.settings
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment_id = client.create_experiment("stack-integration")
+    artifact = tmp_path / "note.json"
+    artifact.write_text(json.dumps({"hello": "mlflow"}))
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_param("alpha", 0.5)
+        mlflow.log_metric("pr_auc", 0.87)
+        mlflow.log_artifact(str(artifact))
+    stored = client.get_run(run.info.run_id)
+    assert stored.data.params == {"alpha": "0.5"}
+    assert stored.data.metrics == {"pr_auc": 0.87}
+    # The server proxies artifacts into the platform bucket (--artifacts-destination s3://…).
+    listed = s3_client(settings).list_objects_v2(Bucket=settings.bucket, Prefix="mlflow/")
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert any(key.endswith(f"{run.info.run_id}/artifacts/note.json") for key in keys), keys
+
+
+def test_airflow_reports_every_component_healthy(local_stack) -> None:
+    health = airflow_health(local_stack.settings.airflow_api_url)
+    assert {name: health.get(name) for name in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {
+        "metadatabase": "healthy",
+        "scheduler": "healthy",
+        "triggerer": "healthy",
+        "dag_processor": "healthy",
+    }
+
+
+def test_airflow_api_rejects_calls_without_a_token(local_stack) -> None:
+    anonymous = AirflowClient(local_stack.settings.airflow_api_url, "admin", "not-the-password")
+    with pytest.raises(AirflowApiError) as error:
+        anonymous._request("GET", "/api/v2/dags", auth=False)
+    assert error.value.status == 401
+    with pytest.raises(AirflowApiError) as error:
+        anonymous.token()
+    assert error.value.status == 401
+
+
+def test_platform_health_dag_runs_through_the_scheduler(local_stack) -> None:
+    settings = local_stack.settings
+    client = AirflowClient(settings.airflow_api_url, settings.airflow_admin_user, local_stack.airflow_password())
+    client.wait_for_dag("platform_health", timeout=120)
+    client.set_paused("platform_health", False)
+    run = client.trigger("platform_health")
+    final = client.wait_for_run("platform_health", run["dag_run_id"], timeout=300)
+    states = {ti["task_id"]: ti["state"] for ti in client.task_instances("platform_health", run["dag_run_id"])}
+    assert final["state"] == "success", states
+    assert states == {"s3": "success", "mlflow": "success"}
+    # The probe object was deleted again: the health check leaves nothing behind.
+    leftover = s3_client(settings).list_objects_v2(Bucket=settings.bucket, Prefix="_health/")
+    assert leftover.get("KeyCount", 0) == 0
+
+
+def test_status_reports_healthy(local_stack) -> None:
+    result = local_stack.cli("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NOT healthy" not in result.stdout
+    assert "listening  : 127.0.0.1:" in result.stdout
+
+
+def test_up_again_is_a_no_op(local_stack) -> None:
+    before = _pids(local_stack)
+    result = local_stack.cli("up")
+    assert result.returncode == 0, result.stderr
+    assert _pids(local_stack) == before
+    assert "started PID" not in result.stdout
+
+
+def test_down_stops_every_process_we_started(local_stack) -> None:
+    paths = StackPaths(local_stack.settings)
+    records = {name: read_pid_file(paths.pid_file(name)) for name in SERVICES}
+    pids = [record["pid"] for record in records.values() if record]
+    assert len(pids) == len(SERVICES)
+    result = local_stack.cli("down")
+    assert result.returncode == 0, result.stderr
+    assert not [pid for pid in pids if process_alive(pid)]
+    assert not [member for pid in pids for member in session_members(pid)]
+    assert not list(paths.pids.glob("*.pid"))
+    for url in (local_stack.settings.mlflow_tracking_uri, local_stack.settings.airflow_api_url):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+    assert local_stack.cli("status").returncode == 1

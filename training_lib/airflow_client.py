@@ -1,0 +1,108 @@
+"""A small client of Airflow's REST API v2 (token auth), for the demo driver and the tests.
+
+Plain HTTP: no Airflow import, so it works against any Airflow 3 API server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+TERMINAL_RUN_STATES = {"success", "failed"}
+
+
+class AirflowApiError(RuntimeError):
+    """The API answered with an error status; the message carries method, path, status and body."""
+
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"{method} {path} -> HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._token: str | None = None
+
+    # ---- plumbing
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)  # noqa: S310
+        request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token()}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise AirflowApiError(method, path, exc.code, exc.read().decode(errors="replace")) from exc
+        return json.loads(raw) if raw else None
+
+    def token(self) -> str:
+        if self._token is None:
+            answer = self._request(
+                "POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False
+            )
+            self._token = answer["access_token"]
+        return self._token
+
+    # ---- DAGs and runs
+    def get_dag(self, dag_id: str) -> dict:
+        return self._request("GET", f"/api/v2/dags/{dag_id}")
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict:
+        """Wait until the DAG processor has parsed ``dag_id`` (new files appear after a refresh)."""
+        return _poll(lambda: self._get_or_none(f"/api/v2/dags/{dag_id}"), timeout, f"DAG {dag_id} to be parsed")
+
+    def set_paused(self, dag_id: str, paused: bool) -> dict:
+        return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def trigger(self, dag_id: str, conf: dict | None = None, logical_date: str | None = None) -> dict:
+        return self._request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}}
+        )
+
+    def get_run(self, dag_id: str, run_id: str) -> dict:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
+
+    def list_runs(self, dag_id: str, limit: int = 100) -> list[dict]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-run_after")["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        quoted = urllib.request.quote(run_id, safe="")
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict:
+        """Poll a run until it succeeds or fails; returns the final run record."""
+
+        def finished() -> dict | None:
+            run = self.get_run(dag_id, run_id)
+            return run if run["state"] in TERMINAL_RUN_STATES else None
+
+        return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
+
+    def _get_or_none(self, path: str) -> Any:
+        try:
+            return self._request("GET", path)
+        except AirflowApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+def _poll(probe: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)

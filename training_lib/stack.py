@@ -1,0 +1,616 @@
+"""The embedded local stack: moto S3 server, MLflow server, Airflow; all on 127.0.0.1.
+
+``python -m training_lib.stack up|down|status`` (what ``make up``/``down``/``status`` run).
+Every process is started in its own session, recorded in a PID file under
+``<state_dir>/pids`` together with its kernel start time, and stopped by that PID only (never by
+name or process group); after a parent exits, any child it left behind in its session is stopped
+by PID as well.
+
+Airflow runs as the four processes ``airflow standalone`` runs (api-server, scheduler,
+dag-processor, triggerer), started one by one so that each has a PID file and the scheduler and
+triggerer do not open their log-serving ports (which would bind all interfaces; the API server
+reads task logs from the shared local folder anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from training_lib.config import Settings, load_settings, process_environment
+
+LOOPBACK = "127.0.0.1"
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started or stopped; the message says which service and why."""
+
+
+@dataclass
+class Service:
+    """One long-running process of the stack."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    health: Callable[[], bool] | None = None
+    port: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- paths and secrets
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    if parts.port:
+        return parts.port
+    return 443 if parts.scheme == "https" else 80
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+def _bin(name: str) -> str:
+    """An executable of this virtualenv (the stack runs the pinned versions, not whatever is on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+class StackPaths:
+    """Where the stack keeps its state: everything under ``settings.state_dir``."""
+
+    def __init__(self, settings: Settings) -> None:
+        root = settings.state_dir
+        self.root = root
+        self.pids = root / "pids"
+        self.logs = root / "logs"
+        self.secrets = root / "secrets"
+        self.mlflow = root / "mlflow"
+        self.airflow_home = root / "airflow"
+        self.airflow_passwords = self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
+    def create(self) -> None:
+        for folder in (self.pids, self.logs, self.secrets, self.mlflow, self.airflow_home):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+# --------------------------------------------------------------------------- environments
+
+
+def airflow_aws_connection(settings: Settings) -> str:
+    """The ``aws_default`` connection as Airflow's JSON connection format."""
+    key, secret = settings.s3_credentials()
+    extra: dict[str, str] = {"region_name": settings.aws_region}
+    if settings.s3_endpoint_url:
+        extra["endpoint_url"] = settings.s3_endpoint_url
+    conn: dict[str, object] = {"conn_type": "aws", "extra": extra}
+    if key:
+        conn["login"] = key
+        conn["password"] = secret
+    return json.dumps(conn)
+
+
+def platform_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
+    """Environment shared by every process of the stack and by the tasks Airflow runs."""
+    env = process_environment()
+    env.update(settings.env())
+    key, secret = settings.s3_credentials()
+    if key:
+        env["AWS_ACCESS_KEY_ID"] = key
+        env["AWS_SECRET_ACCESS_KEY"] = secret or ""
+    env["AWS_DEFAULT_REGION"] = settings.aws_region
+    if settings.s3_endpoint_url:
+        # boto3, pyarrow and MLflow's S3 artifact store all follow these without code changes.
+        env["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
+        env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if not settings.card_token_key:
+        env["FRAUD_CARD_TOKEN_KEY"] = _read_or_create_secret(
+            paths.secrets / "card_token.key", lambda: secrets.token_hex(32)
+        )
+    env["GX_ANALYTICS_ENABLED"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
+    """Airflow configuration for the local stack, as ``AIRFLOW__SECTION__KEY`` variables."""
+    env = platform_env(settings, paths)
+    api = settings.airflow_api_url
+    jwt_secret = _read_or_create_secret(paths.secrets / "airflow_jwt.secret", lambda: secrets.token_urlsafe(32))
+    api_secret = _read_or_create_secret(paths.secrets / "airflow_api.secret", lambda: secrets.token_urlsafe(32))
+    env.update(
+        {
+            "AIRFLOW_HOME": str(paths.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.plugins_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(paths.airflow_passwords),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__API__HOST": LOOPBACK,
+            "AIRFLOW__API__PORT": str(_port_of(api)),
+            "AIRFLOW__API__BASE_URL": api,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": api_secret,
+            "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(paths.airflow_home / "logs"),
+            "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings),
+        }
+    )
+    return env
+
+
+def airflow_password(settings: Settings, paths: StackPaths) -> str:
+    """The admin password: the configured one, else generated once into the state folder."""
+    wanted = settings.airflow_admin_password
+    if paths.airflow_passwords.exists():
+        current = json.loads(paths.airflow_passwords.read_text()).get(settings.airflow_admin_user)
+        if current and (wanted is None or wanted == current):
+            return current
+    password = wanted or secrets.token_urlsafe(12)
+    paths.airflow_passwords.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.airflow_passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({settings.airflow_admin_user: password}, handle)
+    return password
+
+
+# --------------------------------------------------------------------------- health checks
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local URLs
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def airflow_health(api_url: str, timeout: float = 2.0) -> dict[str, str]:
+    """Component name → status from ``/api/v2/monitor/health`` (empty when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/api/v2/monitor/health", timeout=timeout) as response:  # noqa: S310
+            body = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+    return {name: (part or {}).get("status", "unknown") for name, part in body.items() if isinstance(part, dict)}
+
+
+def airflow_healthy(api_url: str) -> bool:
+    health = airflow_health(api_url)
+    needed = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return bool(health) and all(health.get(name) == "healthy" for name in needed)
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+# --------------------------------------------------------------------------- processes by PID
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; it is wrapped in parentheses.
+    pid, name, rest = raw[: raw.index(" ")], raw[raw.index("(") + 1 : raw.rindex(")")], raw[raw.rindex(")") + 2 :]
+    return [pid, name, *rest.split()]
+
+
+def process_start_time(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[21] if stat else None
+
+
+def process_alive(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[2] != "Z"
+
+
+def session_members(session_id: int) -> list[int]:
+    """PIDs of live processes in the given session (children a stopped parent left behind)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _proc_stat(int(entry.name))
+        if stat and stat[5] == str(session_id) and stat[2] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _decode_address(hex_address: str) -> tuple[str, int]:
+    host_hex, port_hex = hex_address.split(":")
+    raw = bytes.fromhex(host_hex)
+    if len(raw) == 4:
+        host = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:  # /proc/net/tcp6 stores four little-endian 32-bit words
+        host = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+    return host, int(port_hex, 16)
+
+
+def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
+    """(host, port) of every TCP socket in LISTEN state held by these processes or their session members."""
+    members = {member for pid in pids for member in [pid, *session_members(pid)]}
+    inodes = set()
+    for pid in members:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields_ = line.split()
+                if fields_[3] == "0A" and fields_[9] in inodes:  # 0A = LISTEN
+                    found.add(_decode_address(fields_[1]))
+    return found
+
+
+def read_pid_file(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_pid(path: Path) -> int | None:
+    """The PID in a PID file if that very process (same kernel start time) is still alive."""
+    record = read_pid_file(path)
+    if not record:
+        return None
+    pid = int(record["pid"])
+    if process_alive(pid) and process_start_time(pid) == record.get("start_time"):
+        return pid
+    return None
+
+
+def start_process(service: Service, paths: StackPaths) -> int:
+    log = open(paths.log_file(service.name), "ab")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        service.argv,
+        env=service.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=paths.root,
+        start_new_session=True,
+    )
+    log.close()
+    record = {
+        "pid": process.pid,
+        "start_time": process_start_time(process.pid),
+        "argv": service.argv,
+        "started_at": time.time(),
+    }
+    paths.pid_file(service.name).write_text(json.dumps(record))
+    return process.pid
+
+
+def _signal_and_wait(pid: int, sig: int, timeout: float) -> bool:
+    """Send ``sig`` (0: send nothing) and wait up to ``timeout`` seconds for the process to end."""
+    try:
+        if sig:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process_alive(pid):
+            return True
+        time.sleep(0.1)
+    return not process_alive(pid)
+
+
+def stop_processes(names: list[str], paths: StackPaths, timeout: float = 30.0) -> dict[str, str]:
+    """Stop recorded processes by PID: SIGTERM to all, wait, SIGKILL what remains; then leftover children.
+
+    Returns name -> what happened, for display.
+    """
+    targets: dict[str, int] = {}
+    outcome: dict[str, str] = {}
+    for name in names:
+        pid = recorded_pid(paths.pid_file(name))
+        if pid is None:
+            paths.pid_file(name).unlink(missing_ok=True)
+            outcome[name] = "not running"
+        else:
+            targets[name] = pid
+    started = time.monotonic()
+    for pid in targets.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for name, pid in targets.items():
+        remaining = max(0.5, timeout - (time.monotonic() - started))
+        how = "stopped" if _signal_and_wait(pid, 0, remaining) else None
+        if how is None:
+            how = "killed (SIGTERM ignored)" if _signal_and_wait(pid, signal.SIGKILL, 5) else None
+        if how is None:
+            raise StackError(f"{name}: PID {pid} did not stop, even after SIGKILL")
+        leftovers = [child for child in session_members(pid) if child != pid]
+        for child in leftovers:
+            if not _signal_and_wait(child, signal.SIGTERM, 5):
+                _signal_and_wait(child, signal.SIGKILL, 5)
+        paths.pid_file(name).unlink(missing_ok=True)
+        note = f" and {len(leftovers)} leftover child(ren)" if leftovers else ""
+        outcome[name] = f"{how} PID {pid}{note} after {time.monotonic() - started:.1f}s"
+    return outcome
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+class LocalStack:
+    """Start, stop and inspect the embedded services described by ``settings``."""
+
+    def __init__(self, settings: Settings, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.paths = StackPaths(settings)
+        self.echo = echo
+
+    # ---- service definitions
+    def s3_service(self) -> Service:
+        endpoint = self.settings.s3_endpoint_url
+        if not endpoint:
+            raise StackError("FRAUD_S3_ENDPOINT_URL is empty (real AWS): drop 's3' from FRAUD_EMBEDDED_SERVICES")
+        port = _port_of(endpoint)
+        argv = [_bin("moto_server"), "-H", LOOPBACK, "-p", str(port)]
+        return Service("s3", argv, platform_env(self.settings, self.paths), self._s3_healthy, port)
+
+    def mlflow_service(self) -> Service:
+        uri = self.settings.mlflow_tracking_uri
+        if not uri.startswith("http"):
+            raise StackError(f"MLFLOW_TRACKING_URI={uri!r} is not a server URL the stack can run")
+        port = _port_of(uri)
+        argv = [
+            _bin("mlflow"), "server",
+            "--host", LOOPBACK,
+            "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{self.paths.mlflow / 'mlflow.db'}",
+            "--artifacts-destination", f"s3://{self.settings.bucket}/mlflow",
+            "--workers", "1",
+        ]  # fmt: skip
+        env = platform_env(self.settings, self.paths)
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        return Service("mlflow", argv, env, lambda: http_ok(f"{uri}/health"), port)
+
+    def airflow_services(self) -> list[Service]:
+        env = airflow_env(self.settings, self.paths)
+        services = []
+        for component in AIRFLOW_COMPONENTS:
+            argv = [_bin("airflow"), component]
+            if component in {"scheduler", "triggerer"}:
+                argv.append("--skip-serve-logs")
+            port = _port_of(self.settings.airflow_api_url) if component == "api-server" else None
+            services.append(Service(f"airflow-{component}", argv, env, None, port))
+        return services
+
+    def services(self) -> dict[str, list[Service]]:
+        builders = {
+            "s3": lambda: [self.s3_service()],
+            "mlflow": lambda: [self.mlflow_service()],
+            "airflow": self.airflow_services,
+        }
+        return {
+            group: builders[group]()
+            for group in ("s3", "mlflow", "airflow")
+            if group in self.settings.embedded_services
+        }
+
+    # ---- health
+    def _s3_healthy(self) -> bool:
+        return http_ok(f"{self.settings.s3_endpoint_url}/moto-api/data.json")
+
+    def _wait(self, what: str, check: Callable[[], bool], timeout: float, watch: list[str]) -> float:
+        start = time.monotonic()
+        last_note = start
+        while time.monotonic() - start < timeout:
+            if check():
+                return time.monotonic() - start
+            for name in watch:
+                if recorded_pid(self.paths.pid_file(name)) is None:
+                    raise StackError(f"{name} exited during start-up; see {self.paths.log_file(name)}")
+            if time.monotonic() - last_note > 10:
+                self.echo(f"  … waiting for {what} ({time.monotonic() - start:.0f}s)")
+                last_note = time.monotonic()
+            time.sleep(0.5)
+        raise StackError(f"{what} not healthy after {timeout:.0f}s; see logs in {self.paths.logs}")
+
+    # ---- commands
+    def up(self, timeout: float = 240.0) -> None:
+        """Start what is not running, then wait for health. S3 first (MLflow stores artifacts there);
+        MLflow's start-up overlaps Airflow's database migration."""
+        started = time.monotonic()
+        self.paths.create()
+        groups = self.services()
+        for services in groups.values():
+            for service in services:
+                if (
+                    recorded_pid(self.paths.pid_file(service.name)) is None
+                    and service.port
+                    and port_in_use(service.port)
+                ):
+                    raise StackError(
+                        f"{service.name}: port {service.port} on {LOOPBACK} is taken by a process that is not "
+                        f"ours; stop it or choose another port in the settings (see README, Configuration)"
+                    )
+        if "s3" in groups:
+            names = self._start_missing(groups["s3"])
+            took = self._wait("S3 (moto)", self._s3_healthy, timeout, names)
+            from training_lib.storage import ensure_bucket
+
+            ensure_bucket(self.settings)
+            self.echo(f"[s3] healthy after {took:.1f}s, bucket s3://{self.settings.bucket} ready")
+        if "mlflow" in groups:
+            mlflow_names = self._start_missing(groups["mlflow"])
+        if "airflow" in groups:
+            airflow_names = self._prepare_and_start_airflow(groups["airflow"])
+        if "mlflow" in groups:
+            took = self._wait("MLflow", groups["mlflow"][0].health, timeout, mlflow_names)  # type: ignore[arg-type]
+            self.echo(f"[mlflow] healthy after {took:.1f}s")
+        if "airflow" in groups:
+            took = self._wait("Airflow", lambda: airflow_healthy(self.settings.airflow_api_url), timeout, airflow_names)
+            self.echo(f"[airflow] healthy after {took:.1f}s")
+        self.echo(f"local stack up in {time.monotonic() - started:.0f}s")
+        self.echo(self.describe())
+
+    def _start_missing(self, services: list[Service]) -> list[str]:
+        names = []
+        for service in services:
+            pid = recorded_pid(self.paths.pid_file(service.name))
+            if pid is None:
+                pid = start_process(service, self.paths)
+                self.echo(f"[{service.name}] started PID {pid} (log: {self.paths.log_file(service.name)})")
+            names.append(service.name)
+        return names
+
+    def _prepare_and_start_airflow(self, services: list[Service]) -> list[str]:
+        airflow_password(self.settings, self.paths)
+        if not all(recorded_pid(self.paths.pid_file(s.name)) for s in services):
+            self.echo("[airflow] migrating the metadata database …")
+            log_path = self.paths.log_file("airflow-db-migrate")
+            with open(log_path, "ab") as log:
+                result = subprocess.run(
+                    [_bin("airflow"), "db", "migrate"],
+                    env=services[0].env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if result.returncode != 0:
+                raise StackError(f"airflow db migrate failed (exit {result.returncode}); see {log_path}")
+        return self._start_missing(services)
+
+    def down(self) -> None:
+        names = [service.name for services in self.services().values() for service in services]
+        for name, outcome in stop_processes(list(reversed(names)), self.paths).items():
+            self.echo(f"[{name}] {outcome}")
+
+    def running(self) -> dict[str, int | None]:
+        return {
+            service.name: recorded_pid(self.paths.pid_file(service.name))
+            for services in self.services().values()
+            for service in services
+        }
+
+    def describe(self) -> str:
+        settings = self.settings
+        password = airflow_password(settings, self.paths) if "airflow" in settings.embedded_services else "(external)"
+        lines = [
+            f"  Airflow UI : {settings.airflow_api_url}   login: {settings.airflow_admin_user} / {password}",
+            f"  MLflow UI  : {settings.mlflow_tracking_uri}",
+            f"  S3 endpoint: {settings.s3_endpoint_url or 'AWS default'}   bucket: s3://{settings.bucket}",
+            f"  state      : {self.paths.root}",
+        ]
+        return "\n".join(lines)
+
+    def status(self) -> bool:
+        """Print each service's PID and health; True when everything configured is up and healthy."""
+        checks = {
+            "s3": self._s3_healthy,
+            "mlflow": lambda: http_ok(f"{self.settings.mlflow_tracking_uri}/health"),
+            "airflow": lambda: airflow_healthy(self.settings.airflow_api_url),
+        }
+        all_ok = True
+        for group, services in self.services().items():
+            healthy = checks[group]()
+            all_ok &= healthy
+            for service in services:
+                pid = recorded_pid(self.paths.pid_file(service.name))
+                all_ok &= pid is not None
+                self.echo(
+                    f"{service.name:22} {'PID ' + str(pid) if pid else 'not running':14} "
+                    f"{'healthy' if healthy else 'NOT healthy'}"
+                )
+        pids = [pid for pid in self.running().values() if pid]
+        if pids:
+            listening = ", ".join(f"{host}:{port}" for host, port in sorted(listening_addresses(pids)))
+            self.echo(f"  listening  : {listening}")
+        if "airflow" in self.settings.embedded_services:
+            health = airflow_health(self.settings.airflow_api_url)
+            if health:
+                self.echo("  airflow components: " + ", ".join(f"{k}={v}" for k, v in health.items()))
+        self.echo(self.describe())
+        return all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training_lib.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health (up)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    stack = LocalStack(settings)
+    try:
+        if args.command == "up":
+            stack.up(timeout=args.timeout)
+        elif args.command == "down":
+            stack.down()
+        elif args.command == "env":
+            for key, value in sorted(airflow_env(settings, stack.paths).items()):
+                if (
+                    key.startswith(("AIRFLOW", "FRAUD_", "MLFLOW_", "AWS_"))
+                    and "SECRET" not in key
+                    and "KEY" not in key
+                ):
+                    print(f"export {key}={json.dumps(value)}")
+        else:
+            return 0 if stack.status() else 1
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
