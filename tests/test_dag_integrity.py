@@ -1,0 +1,85 @@
+"""Every DAG file imports cleanly and carries what operators need: owner, retries, tags, docs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+HEAVY = {"pandas", "sklearn", "xgboost", "mlflow", "evidently", "great_expectations"}
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("airflow_home")
+    output = home / "dagbag.json"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+    }
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "dagbag_probe.py"), str(DAGS), str(output)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(output.read_text())
+
+
+def test_dag_folder_has_dags() -> None:
+    assert DAG_FILES, "dags/ holds no DAG file"
+
+
+def test_no_import_errors(dagbag: dict) -> None:
+    assert dagbag["import_errors"] == {}
+
+
+def test_every_dag_file_defines_a_dag(dagbag: dict) -> None:
+    files_with_dags = {Path(d["fileloc"]).name for d in dagbag["dags"].values()}
+    assert {p.name for p in DAG_FILES} <= files_with_dags
+
+
+@pytest.mark.parametrize("field", ["owner", "retries"])
+def test_every_task_has_owner_and_retries(dagbag: dict, field: str) -> None:
+    missing = [
+        f"{dag_id}.{task_id}"
+        for dag_id, dag in dagbag["dags"].items()
+        for task_id, task in dag["tasks"].items()
+        if (field == "owner" and task["owner"] in ("", "airflow")) or (field == "retries" and task["retries"] < 1)
+    ]
+    assert not missing, f"tasks without a real {field}: {missing}"
+
+
+def test_every_dag_has_tags_and_doc(dagbag: dict) -> None:
+    for dag_id, dag in dagbag["dags"].items():
+        assert dag["tags"], f"{dag_id} has no tags"
+        assert len(dag["doc_md"].strip()) >= 80, f"{dag_id} has no real doc_md"
+
+
+def test_parsing_dags_loads_no_heavy_library(dagbag: dict) -> None:
+    assert dagbag["heavy_modules_loaded"] == []
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_dag_files_import_heavy_libraries_only_inside_functions(dag_file: Path) -> None:
+    tree = ast.parse(dag_file.read_text())
+    top_level_imports = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top_level_imports += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top_level_imports.append(node.module)
+    offending = sorted(name for name in top_level_imports if name.split(".")[0] in HEAVY)
+    assert not offending, f"{dag_file.name} imports {offending} at module level"
