@@ -1,7 +1,8 @@
-"""S3 access for the platform: clients built from settings (moto, MinIO or AWS alike)."""
+"""S3 access for the platform: clients built from settings (moto, MinIO or AWS alike) and the lake layout."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings, load_settings
@@ -10,6 +11,31 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
 else:
     S3Client = Any
+
+# Lake layout: every dataset is partitioned by day as <dataset>/dt=YYYY-MM-DD/.
+LANDING_TRANSACTIONS = "landing/transactions"  # files as delivered (CSV in the Kaggle layout or Parquet)
+LANDING_LABELS = "landing/labels"  # label files as delivered
+VALIDATED_TRANSACTIONS = "validated/transactions"  # rows that passed the quality suite (Parquet)
+QUARANTINE_TRANSACTIONS = "quarantine/transactions"  # rows that failed, as text, with the reason
+LABELS = "labels"  # the label store: confirmed labels per confirmation day
+QUARANTINE_LABELS = "quarantine/labels"
+REPORTS_QUALITY = "reports/quality"  # GX Data Docs + JSON summary per day
+REPORTS_DRIFT = "reports/drift"  # Evidently HTML + JSON summary per day
+LAKE_DATASETS = (
+    LANDING_TRANSACTIONS,
+    LANDING_LABELS,
+    VALIDATED_TRANSACTIONS,
+    QUARANTINE_TRANSACTIONS,
+    LABELS,
+    QUARANTINE_LABELS,
+    REPORTS_QUALITY,
+    REPORTS_DRIFT,
+)
+
+
+def partition_prefix(dataset: str, day: date) -> str:
+    """``<dataset>/dt=YYYY-MM-DD`` (no trailing slash)."""
+    return f"{dataset}/dt={day.isoformat()}"
 
 
 def s3_client(settings: Settings | None = None) -> S3Client:

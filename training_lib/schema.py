@@ -1,0 +1,360 @@
+"""The canonical transaction and label schemas, and the one reader for CSV and Parquet input.
+
+The layout is the public Sparkov/Kaggle ``fraudTrain.csv`` / ``fraudTest.csv``: an unnamed index
+column (optional here), then 22 named columns and ``is_fraud`` (optional in a daily feed, where labels
+arrive later in their own files). Files are accepted as they are: any column order, the unnamed index
+column or none, ``,`` ``;`` ``|`` or tab as delimiter, extra columns (ignored and reported).
+
+Reading never loses a row. :func:`read_transactions` returns
+
+* ``frame``: the canonical columns with normalised dtypes; a value that does not parse is null and
+  named in ``parse_errors`` (the quality step quarantines such rows),
+* ``raw``: the same rows, every value as the text that was in the file (what quarantine keeps),
+* ``rejected``: lines that could not even be split into fields (wrong field count, bad bytes),
+  with their line number and text,
+
+so that ``len(frame) + len(rejected)`` is the number of data lines in the file. Problems with the file
+as a whole (no header, required columns missing) raise :class:`SchemaError` naming the file and the
+columns; the caller quarantines the whole file.
+
+``cc_num`` is an identifier: always text, never a float. A number that went through a spreadsheet
+(``2.70319E+15``) has already lost digits; it stays text and fails the 12-19 digit check downstream.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "string" | "float" | "int" | "timestamp" | "date" | "label"
+    required: bool = True
+    pii: bool = False  # identifies a person: never leaves the validated zone, never a model input
+    description: str = ""
+
+
+TRANSACTION_COLUMNS: tuple[Column, ...] = (
+    Column("trans_date_trans_time", "timestamp", description="Transaction time, UTC, 'YYYY-MM-DD HH:MM:SS'"),
+    Column("cc_num", "string", pii=True, description="Card number (PAN), 12-19 digits, kept as text"),
+    Column("merchant", "string", description="Merchant name"),
+    Column("category", "string", description="Merchant category (one of CATEGORIES)"),
+    Column("amt", "float", description="Amount in USD"),
+    Column("first", "string", pii=True, description="Card holder first name"),
+    Column("last", "string", pii=True, description="Card holder last name"),
+    Column("gender", "string", description="Card holder gender, M or F"),
+    Column("street", "string", pii=True, description="Card holder street address"),
+    Column("city", "string", description="Card holder city"),
+    Column("state", "string", description="Card holder state (2 letters)"),
+    Column("zip", "string", description="Card holder ZIP code, 5 digits as text"),
+    Column("lat", "float", description="Card holder home latitude"),
+    Column("long", "float", description="Card holder home longitude"),
+    Column("city_pop", "int", description="Population of the card holder's city"),
+    Column("job", "string", description="Card holder job"),
+    Column("dob", "date", pii=True, description="Card holder date of birth"),
+    Column("trans_num", "string", description="Unique transaction id (32 hex characters in Sparkov)"),
+    Column("unix_time", "int", description="Transaction time as a Unix timestamp (Sparkov's is shifted)"),
+    Column("merch_lat", "float", description="Merchant latitude"),
+    Column("merch_long", "float", description="Merchant longitude"),
+    Column("is_fraud", "label", required=False, description="1 fraud, 0 legitimate; absent in a daily feed"),
+)
+TRANSACTION_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in TRANSACTION_COLUMNS)
+REQUIRED_TRANSACTION_COLUMNS: tuple[str, ...] = tuple(c.name for c in TRANSACTION_COLUMNS if c.required)
+PII_COLUMNS: tuple[str, ...] = tuple(c.name for c in TRANSACTION_COLUMNS if c.pii)
+INDEX_COLUMN_NAMES = frozenset({"", "Unnamed: 0", "Unnamed: 0.1", "index"})
+
+LABEL_COLUMNS: tuple[Column, ...] = (
+    Column("trans_num", "string", description="Transaction the label confirms"),
+    Column("is_fraud", "label", description="1 fraud (chargeback), 0 confirmed legitimate"),
+    Column("confirmed_at", "timestamp", description="When the label was confirmed, UTC"),
+)
+LABEL_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in LABEL_COLUMNS)
+
+# Sparkov's merchant categories (its merchants' names all start with "fraud_"; that is not a label).
+CATEGORIES: tuple[str, ...] = (
+    "entertainment",
+    "food_dining",
+    "gas_transport",
+    "grocery_net",
+    "grocery_pos",
+    "health_fitness",
+    "home",
+    "kids_pets",
+    "misc_net",
+    "misc_pos",
+    "personal_care",
+    "shopping_net",
+    "shopping_pos",
+    "travel",
+)
+ONLINE_CATEGORIES: tuple[str, ...] = ("grocery_net", "misc_net", "shopping_net")
+
+TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
+DATE_FORMAT = "%Y-%m-%d"
+DELIMITERS = (",", ";", "\t", "|")
+
+
+class SchemaError(ValueError):
+    """The file as a whole cannot be read as transactions; the message names the file and the problem."""
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_transactions` found in one file; see the module docstring."""
+
+    source: str
+    frame: pd.DataFrame
+    raw: pd.DataFrame
+    rejected: pd.DataFrame  # columns: line (1-based line number in the file), text, error
+    parse_errors: pd.DataFrame  # columns: row (position in frame), column, value
+    line_numbers: pd.Series  # file line number of every row of frame/raw
+    extra_columns: list[str] = field(default_factory=list)
+    delimiter: str = ","
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.frame) + len(self.rejected)
+
+
+def transaction_arrow_schema(with_label: bool = True) -> pa.Schema:
+    """Arrow schema of a validated transactions partition."""
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "float": pa.float64(),
+        "int": pa.int64(),
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
+        "label": pa.int8(),
+    }
+    return pa.schema(
+        [
+            pa.field(c.name, types[c.kind], nullable=not c.required or c.kind == "label")
+            for c in TRANSACTION_COLUMNS
+            if with_label or c.kind != "label"
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _source_name(source: str | Path | bytes | IO[bytes], name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return getattr(source, "name", "<bytes>")
+
+
+def _read_bytes(source: str | Path | bytes | IO[bytes]) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    return source.read()
+
+
+def _is_parquet(data: bytes, name: str) -> bool:
+    return data[:4] == b"PAR1" or name.lower().endswith((".parquet", ".pq"))
+
+
+def _header_fields(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The delimiter that splits the header into the most known column names."""
+    known = set(TRANSACTION_COLUMN_NAMES) | set(LABEL_COLUMN_NAMES)
+    scores = {d: len(known & {f.strip() for f in _header_fields(header_line, d)}) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: scores[d])
+    return best if scores[best] else ","
+
+
+def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tuple[str, ...]):
+    """CSV bytes -> (raw DataFrame of strings, rejected lines, line numbers, extra columns, delimiter)."""
+    import pandas as pd
+
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        raise SchemaError(f"{source}: the file is empty (no header line)")
+    first_newline = data.find(b"\n")
+    header_bytes = data if first_newline < 0 else data[:first_newline]
+    try:
+        header_line = header_bytes.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{source}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    delimiter = detect_delimiter(header_line)
+    header = [h.strip() for h in _header_fields(header_line, delimiter)]
+    missing = [c for c in required if c not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1:
+            hint = " (the header has a single field: is the delimiter one of , ; | or tab?)"
+        raise SchemaError(f"{source}: missing required column(s) {missing}{hint}; header is {header[:30]}")
+    duplicated = sorted({h for h in header if header.count(h) > 1 and h not in INDEX_COLUMN_NAMES})
+    if duplicated:
+        raise SchemaError(f"{source}: column(s) {duplicated} appear more than once in the header")
+
+    rows: list[list[str]] = []
+    line_numbers: list[int] = []
+    rejected: list[tuple[int, str, str]] = []
+    body = data[first_newline + 1 :] if first_newline >= 0 else b""
+    # csv handles quoted fields with embedded delimiters; a quoted newline is rare in this data and is
+    # reported as a field-count error on both halves rather than joined silently.
+    for offset, raw_line in enumerate(body.split(b"\n")):
+        line_no = offset + 2
+        stripped = raw_line.rstrip(b"\r")
+        if not stripped.strip():
+            continue
+        try:
+            text = stripped.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejected.append(
+                (line_no, stripped.decode("utf-8", "replace"), f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+            )
+            continue
+        fields_ = next(csv.reader([text], delimiter=delimiter), [])
+        if len(fields_) != len(header):
+            rejected.append((line_no, text, f"has {len(fields_)} fields, the header has {len(header)}"))
+            continue
+        rows.append(fields_)
+        line_numbers.append(line_no)
+
+    raw = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
+    keep = [c for c in expected if c in header]
+    extra = [h for h in header if h not in expected and h not in INDEX_COLUMN_NAMES]
+    raw = raw[keep].copy()
+    for column in expected:
+        if column not in raw.columns:
+            raw[column] = None
+    raw = raw[list(expected)]
+    rejected_frame = pd.DataFrame(rejected, columns=["line", "text", "error"])
+    return raw, rejected_frame, pd.Series(line_numbers, dtype="int64"), extra, delimiter
+
+
+def _read_parquet_as_text(data: bytes, source: str, expected: tuple[str, ...], required: tuple[str, ...]):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise SchemaError(f"{source}: not a readable Parquet file ({exc})") from exc
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise SchemaError(f"{source}: missing required column(s) {missing}; columns are {table.column_names[:30]}")
+    extra = [c for c in table.column_names if c not in expected and c not in INDEX_COLUMN_NAMES]
+    raw = pd.DataFrame(index=range(table.num_rows))
+    for column in expected:
+        if column not in table.column_names:
+            raw[column] = None
+            continue
+        array = table.column(column)
+        if column == "cc_num" and pa.types.is_floating(array.type):
+            # Floats cannot hold every card number: keep the text a spreadsheet would show.
+            raw[column] = [None if v is None else repr(v) for v in array.to_pylist()]
+        elif pa.types.is_timestamp(array.type):
+            raw[column] = [None if v is None else v.strftime("%Y-%m-%d %H:%M:%S") for v in array.to_pylist()]
+        else:
+            raw[column] = [None if v is None else str(v) for v in array.to_pylist()]
+    line_numbers = pd.Series(range(1, table.num_rows + 1), dtype="int64")  # Parquet: row number
+    return raw, pd.DataFrame(columns=["line", "text", "error"]), line_numbers, extra, ","
+
+
+def _parse_timestamps(text: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    remaining = text.notna()
+    for fmt in TIMESTAMP_FORMATS:
+        if not remaining.any():
+            break
+        parsed = pd.to_datetime(text[remaining], format=fmt, errors="coerce")
+        result[parsed.index] = result[parsed.index].fillna(parsed)
+        remaining &= result.isna()
+    return result
+
+
+def normalise(raw: pd.DataFrame, columns: tuple[Column, ...] = TRANSACTION_COLUMNS):
+    """Typed frame from text; returns (frame, parse_errors). Unparseable values become null."""
+    import pandas as pd
+
+    frame = pd.DataFrame(index=raw.index)
+    errors = []
+    for column in columns:
+        text = raw[column.name].astype("string").str.strip()
+        text = text.mask(text == "")
+        if column.kind == "string":
+            if column.name == "zip":
+                text = text.where(~text.str.fullmatch(r"\d{1,4}").fillna(False), text.str.zfill(5))
+            values = text
+        elif column.kind == "float":
+            values = pd.to_numeric(text, errors="coerce").astype("float64")
+        elif column.kind == "int":
+            as_float = pd.to_numeric(text, errors="coerce")
+            whole = as_float.notna() & (as_float == as_float.round())
+            values = as_float.where(whole).astype("Int64")
+        elif column.kind == "label":
+            as_number = pd.to_numeric(text, errors="coerce")
+            values = as_number.where(as_number.isin([0, 1])).astype("Int8")
+        elif column.kind == "timestamp":
+            values = _parse_timestamps(text)
+        elif column.kind == "date":
+            values = pd.to_datetime(text, format=DATE_FORMAT, errors="coerce")
+        else:  # pragma: no cover - a schema typo
+            raise ValueError(f"unknown column kind {column.kind!r}")
+        failed = text.notna() & values.isna()
+        for position in failed[failed].index:
+            errors.append((position, column.name, raw.at[position, column.name]))
+        frame[column.name] = values
+    parse_errors = pd.DataFrame(errors, columns=["row", "column", "value"])
+    return frame, parse_errors
+
+
+def read_transactions(source: str | Path | bytes | IO[bytes], name: str | None = None) -> ReadResult:
+    """Read one transactions file (CSV in the Kaggle layout, or Parquet); see the module docstring."""
+    source_name = _source_name(source, name)
+    data = _read_bytes(source)
+    reader = _read_parquet_as_text if _is_parquet(data, source_name) else _split_csv
+    raw, rejected, lines, extra, delimiter = reader(
+        data, source_name, TRANSACTION_COLUMN_NAMES, REQUIRED_TRANSACTION_COLUMNS
+    )
+    raw = raw.reset_index(drop=True)
+    frame, parse_errors = normalise(raw)
+    return ReadResult(source_name, frame, raw, rejected, parse_errors, lines, extra, delimiter)
+
+
+def read_labels(source: str | Path | bytes | IO[bytes], name: str | None = None) -> ReadResult:
+    """Read one label file (trans_num, is_fraud, confirmed_at) the same way as transactions."""
+    source_name = _source_name(source, name)
+    data = _read_bytes(source)
+    reader = _read_parquet_as_text if _is_parquet(data, source_name) else _split_csv
+    raw, rejected, lines, extra, delimiter = reader(data, source_name, LABEL_COLUMN_NAMES, LABEL_COLUMN_NAMES)
+    raw = raw.reset_index(drop=True)
+    frame, parse_errors = normalise(raw, LABEL_COLUMNS)
+    return ReadResult(source_name, frame, raw, rejected, parse_errors, lines, extra, delimiter)
+
+
+def to_validated_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A normalised transactions frame as an Arrow table with the validated-partition schema."""
+    import pyarrow as pa
+
+    with_label = "is_fraud" in frame.columns
+    schema = transaction_arrow_schema(with_label=with_label)
+    columns = [c.name for c in TRANSACTION_COLUMNS if with_label or c.kind != "label"]
+    out = frame[columns].copy()
+    out["dob"] = out["dob"].dt.date
+    return pa.Table.from_pandas(out, schema=schema, preserve_index=False)
