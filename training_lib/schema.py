@@ -199,10 +199,14 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
     header = [h.strip() for h in _header_fields(header_line, delimiter)]
     missing = [c for c in required if c not in header]
     if missing:
-        hint = ""
+        # Never echo the header's values: in a file without a header they are a data row (card, names).
+        known = len(set(header) & set(expected))
+        hint = f"; the first line has {len(header)} field(s), {known} of them known column names"
         if len(header) == 1:
-            hint = " (the header has a single field: is the delimiter one of , ; | or tab?)"
-        raise SchemaError(f"{source}: missing required column(s) {missing}{hint}; header is {header[:30]}")
+            hint += " (is the delimiter one of , ; | or tab?)"
+        elif known == 0:
+            hint += " (is the header line missing?)"
+        raise SchemaError(f"{source}: missing required column(s) {missing}{hint}")
     duplicated = sorted({h for h in header if header.count(h) > 1 and h not in INDEX_COLUMN_NAMES})
     if duplicated:
         raise SchemaError(f"{source}: column(s) {duplicated} appear more than once in the header")
