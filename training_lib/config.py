@@ -109,6 +109,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "alert_budget": _parse_fraction,
     "retrain_cooldown_hours": _parse_positive_int,
     "label_delay_days": _parse_positive_int,
+    "dedup_lookback_days": _parse_positive_int,
+    "drift_reference_days": _parse_positive_int,
 }
 
 
@@ -148,7 +150,9 @@ class Settings:
     model_name: str = _env_field("FRAUD_MODEL_NAME", "fraud-detector", "Registered model name in MLflow.")
     experiment_name: str = _env_field("FRAUD_EXPERIMENT", "fraud-detection", "MLflow experiment for training.")
     drift_threshold: float = _env_field(
-        "FRAUD_DRIFT_THRESHOLD", 0.3, "Share of drifted columns that counts as data drift."
+        "FRAUD_DRIFT_THRESHOLD",
+        0.1,
+        "Share of drifted columns (of 7 monitored) that counts as data drift; 0.1 = any one column.",
     )
     quarantine_share_limit: float = _env_field(
         "FRAUD_QUARANTINE_SHARE_LIMIT", 0.05, "Above this share of quarantined rows a day's ingestion fails."
@@ -168,6 +172,12 @@ class Settings:
     )
     label_delay_days: int = _env_field(
         "FRAUD_LABEL_DELAY_DAYS", 7, "Days until a transaction's label (chargeback) is confirmed."
+    )
+    dedup_lookback_days: int = _env_field(
+        "FRAUD_DEDUP_LOOKBACK_DAYS", 90, "Earlier days whose trans_num values a new day must not repeat."
+    )
+    drift_reference_days: int = _env_field(
+        "FRAUD_DRIFT_REFERENCE_DAYS", 3, "Before the first model, the first N validated days are the drift reference."
     )
     card_token_key: str | None = _env_field(
         "FRAUD_CARD_TOKEN_KEY",

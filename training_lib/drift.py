@@ -1,0 +1,247 @@
+"""Daily data-drift report: a day's validated transactions against a reference sample, with Evidently.
+
+Only model-relevant features are monitored (:data:`DRIFT_COLUMNS`, computed by
+:func:`training_lib.features.row_features`), never identifying columns: the HTML report and the
+summary cannot contain a card number or a name because none goes in.
+
+* :func:`drift_view` turns validated transactions into the monitored columns;
+* :func:`build_reference` makes the reference sample (the caller stores it as Parquet with a champion
+  model, or from the first validated days before there is one);
+* :func:`run_drift_report` compares a day with the reference and returns Evidently's HTML and a
+  JSON-serialisable summary whose numbers are read from the Evidently snapshot.
+
+Both sides are sampled uniformly and deterministically to at most ``max_rows`` rows, so a day of a
+million transactions takes seconds. Methods are fixed (normed Wasserstein for numeric columns,
+Jensen-Shannon for categorical ones, Evidently's default threshold 0.1) rather than left to
+Evidently's size-dependent choice, so that scores are comparable from day to day. A column with no
+value on either side cannot be compared (Evidently raises on it): it is left out of the Evidently run
+and reported as not computed. ``import evidently`` takes seconds: it happens inside
+:func:`run_drift_report` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from training_lib.features import row_features
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DRIFT_NUMERIC_COLUMNS: tuple[str, ...] = ("amt", "hour", "age_years", "distance_km", "city_pop")
+DRIFT_CATEGORICAL_COLUMNS: tuple[str, ...] = ("category", "gender")
+DRIFT_COLUMNS: tuple[str, ...] = DRIFT_NUMERIC_COLUMNS + DRIFT_CATEGORICAL_COLUMNS
+
+NUMERIC_METHOD = "wasserstein"  # Evidently's normed Wasserstein distance: drift when score >= threshold
+CATEGORICAL_METHOD = "jensenshannon"  # Jensen-Shannon distance: drift when score >= threshold
+DEFAULT_MAX_ROWS = 50_000
+
+_DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
+_VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Evidently's HTML report (UTF-8) and the JSON-serialisable summary described in :func:`run_drift_report`."""
+
+    html: bytes
+    summary: dict[str, Any]
+
+    @property
+    def drift_detected(self) -> bool:
+        return bool(self.summary["drift_detected"])
+
+
+def _normalise_view(view: pd.DataFrame) -> pd.DataFrame:
+    """Only DRIFT_COLUMNS, numeric as float64 and categorical as object (Evidently rejects nullable dtypes)."""
+    import numpy as np
+    import pandas as pd
+
+    out = pd.DataFrame(index=view.index)
+    for column in DRIFT_NUMERIC_COLUMNS:
+        out[column] = pd.to_numeric(view[column], errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
+    for column in DRIFT_CATEGORICAL_COLUMNS:
+        out[column] = view[column].astype("object").where(view[column].notna(), np.nan)
+    return out
+
+
+def _is_drift_view(frame: pd.DataFrame) -> bool:
+    return all(column in frame.columns for column in DRIFT_COLUMNS)
+
+
+def drift_view(validated: pd.DataFrame) -> pd.DataFrame:
+    """Validated transactions (canonical columns) → only the monitored columns, :data:`DRIFT_COLUMNS`."""
+    return _normalise_view(row_features(validated))
+
+
+def as_drift_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """A drift view as it is, or validated transactions turned into one (decided by the columns present)."""
+    return _normalise_view(frame) if _is_drift_view(frame) else drift_view(frame)
+
+
+def sample_rows(frame: pd.DataFrame, max_rows: int = DEFAULT_MAX_ROWS, seed: int = 0) -> pd.DataFrame:
+    """A uniform random sample of ``max_rows`` rows (without replacement, in original order), or the frame itself.
+
+    Deterministic: the same frame length, ``max_rows`` and ``seed`` always pick the same positions.
+    """
+    import numpy as np
+
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    if len(frame) <= max_rows:
+        return frame
+    positions = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
+    return frame.iloc[positions]
+
+
+def build_reference(
+    frames_or_frame: pd.DataFrame | Iterable[pd.DataFrame],
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """A reference sample (drift view, at most ``max_rows`` rows) from one or several days of validated data.
+
+    Each input may be validated transactions or already a drift view. The sample is uniform over all
+    rows of all inputs; the result has a fresh RangeIndex, ready to be stored as Parquet.
+    """
+    import pandas as pd
+
+    frames = [frames_or_frame] if isinstance(frames_or_frame, pd.DataFrame) else list(frames_or_frame)
+    views = [as_drift_view(frame) for frame in frames if len(frame)]
+    if not views:
+        raise ValueError("build_reference: no rows (every input frame is empty or none was given)")
+    combined = views[0] if len(views) == 1 else pd.concat(views, ignore_index=True)
+    return sample_rows(combined, max_rows, seed).reset_index(drop=True)
+
+
+def _prepare(frame: pd.DataFrame, side: str, max_rows: int, seed: int) -> pd.DataFrame:
+    """Sample first (cheap on the canonical columns too), then turn into a drift view."""
+    if len(frame) == 0:
+        raise ValueError(f"run_drift_report: the {side} data is empty (0 rows)")
+    return as_drift_view(sample_rows(frame, max_rows, seed))
+
+
+def _not_computed_reason(current: pd.DataFrame, reference: pd.DataFrame, column: str) -> str | None:
+    empty_sides = [
+        side for side, frame in (("current", current), ("reference", reference)) if frame[column].isna().all()
+    ]
+    if not empty_sides:
+        return None
+    return f"no values in the {' and '.join(empty_sides)} data"
+
+
+def _read_snapshot(snapshot_dict: dict[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """(DriftedColumnsCount value, {column: score/method/threshold/drifted}) from ``Snapshot.dict()``."""
+    drifted_count: dict[str, float] | None = None
+    columns: dict[str, dict[str, Any]] = {}
+    for metric in snapshot_dict["metrics"]:
+        config = metric.get("config", {})
+        if config.get("type") == _DRIFTED_COLUMNS_COUNT:
+            drifted_count = {"count": float(metric["value"]["count"]), "share": float(metric["value"]["share"])}
+        elif config.get("type") == _VALUE_DRIFT:
+            columns[config["column"]] = {
+                "score": float(metric["value"]),
+                "method": config.get("method"),
+                "threshold": None if config.get("threshold") is None else float(config["threshold"]),
+                "drifted": None,
+            }
+    # The per-column verdict is the status of ValueDrift's test: FAIL when Evidently detects drift
+    # (score >= threshold for distances, p-value < threshold for statistical tests).
+    for test in snapshot_dict["tests"]:
+        params = (test.get("metric_config") or {}).get("params", {})
+        if params.get("type") == _VALUE_DRIFT and params.get("column") in columns:
+            columns[params["column"]]["drifted"] = test["status"] == "FAIL"
+    if drifted_count is None:
+        raise RuntimeError("the Evidently snapshot has no DriftedColumnsCount result")
+    undecided = [name for name, info in columns.items() if info["drifted"] is None]
+    if undecided:
+        raise RuntimeError(f"the Evidently snapshot has no drift test result for column(s) {undecided}")
+    return drifted_count, columns
+
+
+def run_drift_report(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    threshold: float,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    seed: int = 0,
+    day: date | None = None,
+) -> DriftResult:
+    """Compare ``current`` with ``reference`` (drift views or validated transactions) with Evidently.
+
+    ``threshold`` is the share of drifted monitored columns that counts as data drift
+    (``Settings.drift_threshold``). The summary holds ``day``, ``threshold``, ``share``,
+    ``drift_detected`` (``share >= threshold``), ``drifted_columns``, ``columns`` (per column: score,
+    method, threshold, drifted; all None when not computed), ``columns_not_computed`` ({column:
+    reason}), the row counts before and after sampling and ``evidently_version``.
+
+    ``share`` is Evidently's share of drifted columns among the columns it compared: drifted / monitored
+    when every monitored column has values on both sides, drifted / computable otherwise.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold is a share of columns between 0 and 1, got {threshold}")
+    current_view = _prepare(current, "current", max_rows, seed)
+    reference_view = _prepare(reference, "reference", max_rows, seed)
+
+    not_computed = {
+        column: reason
+        for column in DRIFT_COLUMNS
+        if (reason := _not_computed_reason(current_view, reference_view, column)) is not None
+    }
+    numeric = [c for c in DRIFT_NUMERIC_COLUMNS if c not in not_computed]
+    categorical = [c for c in DRIFT_CATEGORICAL_COLUMNS if c not in not_computed]
+    computed = numeric + categorical
+    if not computed:
+        raise ValueError(f"run_drift_report: no monitored column can be compared: {not_computed}")
+
+    import evidently
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=computed,
+                drift_share=threshold,
+                num_method=NUMERIC_METHOD,
+                cat_method=CATEGORICAL_METHOD,
+            )
+        ],
+        include_tests=True,  # ValueDrift's test carries Evidently's per-column drift verdict
+    )
+    snapshot = report.run(
+        Dataset.from_pandas(current_view[computed], data_definition=definition),
+        Dataset.from_pandas(reference_view[computed], data_definition=definition),
+    )
+    drifted_count, computed_columns = _read_snapshot(snapshot.dict())
+
+    empty_entry = {"score": None, "method": None, "threshold": None, "drifted": None}
+    columns = {name: computed_columns.get(name, dict(empty_entry)) for name in DRIFT_COLUMNS}
+    drifted_columns = [name for name in DRIFT_COLUMNS if columns[name]["drifted"]]
+    if len(drifted_columns) != int(drifted_count["count"]):
+        raise RuntimeError(
+            f"Evidently's DriftedColumnsCount ({drifted_count['count']}) disagrees with its per-column "
+            f"results {drifted_columns}"
+        )
+    share = drifted_count["share"]
+    summary: dict[str, Any] = {
+        "day": None if day is None else day.isoformat(),
+        "threshold": float(threshold),
+        "share": share,
+        "drift_detected": share >= threshold,
+        "drifted_columns": drifted_columns,
+        "columns": columns,
+        "columns_not_computed": not_computed,
+        "rows_current": len(current),
+        "rows_reference": len(reference),
+        "rows_sampled_current": len(current_view),
+        "rows_sampled_reference": len(reference_view),
+        "evidently_version": evidently.__version__,
+    }
+    html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
+    return DriftResult(html=html, summary=summary)
