@@ -699,7 +699,13 @@ class Simulator:
                 text["trans_date_trans_time"][where] = _timestamp_text(moved).to_numpy(zero_copy_only=False)
                 text["unix_time"][where] = moved.astype(str).astype(object)
             elif kind == "duplicate_trans_num":
-                text["trans_num"][where] = text["trans_num"][rng.choice(good, m)]
+                # Copy the trans_num of a good row earlier in the file: the first copy is the original.
+                for row in where:
+                    earlier = good[good < row]
+                    if len(earlier):
+                        text["trans_num"][row] = text["trans_num"][earlier[rng.integers(len(earlier))]]
+                    else:  # nothing earlier to duplicate: the row stays good
+                        kinds.iloc[row] = None
         for column, values in text.items():
             columns[column] = pa.array(values, type=pa.string())
         return kinds
