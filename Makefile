@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install lock up down status env test lint fmt clean
+.PHONY: help install lock up down status env test bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ env: install ## print `export` lines to use the airflow/mlflow CLIs against the 
 
 test: install ## run the whole test suite (starts its own stack on free ports)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install ## run every benchmarks/bench_*.py (ratios measured in the same run; not part of make test)
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from training_lib.airflow_client import AirflowClient
 from training_lib.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,9 @@ class StackHandle:
             handle.write(result.stdout + result.stderr)
         return result
 
+    def airflow(self) -> AirflowClient:
+        return AirflowClient(self.settings.airflow_api_url, self.settings.airflow_admin_user, self.airflow_password())
+
     def airflow_password(self) -> str:
         import json
 
@@ -77,10 +81,14 @@ def stack_environment(state_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
-    """Start the whole stack for a test module; always stopped (by PID) at the end."""
+def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    """Start the whole stack for a test module; always stopped (by PID) at the end.
+
+    A module can set ``STACK_SETTINGS = {"FRAUD_…": "…"}`` to run its stack with other settings.
+    """
     state_dir = tmp_path_factory.mktemp("stack")
     env = stack_environment(state_dir)
+    env.update(getattr(request.module, "STACK_SETTINGS", {}))
     handle = StackHandle(load_settings(env), env, state_dir / "stack-cli.log")
     result = handle.cli("up")
     try:

@@ -14,11 +14,14 @@ HEAVY = ("pandas", "sklearn", "xgboost", "mlflow", "evidently", "great_expectati
 
 
 def main(dag_folder: str, output: str) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     before = set(sys.modules)
     started = time.perf_counter()
-    bag = DagBag(dag_folder=dag_folder)
+    # What the DAG processor and the task runner use: the bundle folder is on sys.path.
+    bag = BundleDagBag(dag_folder=dag_folder, bundle_path=Path(dag_folder), bundle_name="dags-folder")
     parse_seconds = time.perf_counter() - started
     pulled_in = sorted({name.split(".")[0] for name in set(sys.modules) - before} & set(HEAVY))
     dags = {}

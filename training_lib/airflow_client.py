@@ -88,6 +88,50 @@ class AirflowClient:
 
         return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
+    def create_backfill(
+        self, dag_id: str, from_date: str, to_date: str, *, max_active_runs: int = 1, reprocess: str = "completed"
+    ) -> dict:
+        """Backfill ``dag_id`` over [from_date, to_date] (ISO dates); ``reprocess``: none|failed|completed."""
+        return self._request(
+            "POST",
+            "/api/v2/backfills",
+            {
+                "dag_id": dag_id,
+                "from_date": f"{from_date}T00:00:00Z",
+                "to_date": f"{to_date}T00:00:00Z",
+                "max_active_runs": max_active_runs,
+                "reprocess_behavior": reprocess,
+            },
+        )
+
+    def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
+        """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
+        runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000&order_by=-run_after")["dag_runs"]
+        latest: dict[str, dict] = {}
+        for run in runs:
+            day = (run.get("logical_date") or "")[:10]
+            if run.get("run_type") == "backfill" and day in days and day not in latest:
+                latest[day] = run
+        return [latest[day] for day in sorted(latest)]
+
+    def wait_for_backfill(self, dag_id: str, days: list[str], timeout: float = 900.0) -> list[dict]:
+        """Wait until the backfill runs of all ``days`` have finished; returns them in day order."""
+
+        def finished() -> list[dict] | None:
+            runs = self.backfill_runs(dag_id, days)
+            done = len(runs) == len(days) and all(run["state"] in TERMINAL_RUN_STATES for run in runs)
+            return runs if done else None
+
+        return _poll(finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0)
+
+    def asset_events(self, *, source_dag_id: str | None = None, asset_name: str | None = None) -> list[dict]:
+        """Asset events, oldest first, optionally only those of one source DAG and/or one asset name."""
+        query = "limit=1000&order_by=timestamp"
+        if source_dag_id:
+            query += f"&source_dag_id={source_dag_id}"
+        events = self._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+        return [event for event in events if asset_name is None or event.get("name") == asset_name]
+
     def _get_or_none(self, path: str) -> Any:
         try:
             return self._request("GET", path)

@@ -1,0 +1,64 @@
+"""Shared pieces of the platform's DAG files: Assets, defaults, the day a run processes.
+
+Light imports only (Airflow re-parses DAG files constantly): no pandas, GX, Evidently or MLflow here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from airflow.sdk import Asset, Param, PokeReturnValue, get_current_context, task
+
+from training_lib.config import load_settings
+from training_lib.storage import LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
+
+_BUCKET = load_settings().bucket
+
+# Asset names are URIs in the platform bucket's namespace (see README, Architecture).
+VALIDATED = Asset(name="validated_transactions", uri=f"s3://{_BUCKET}/{VALIDATED_TRANSACTIONS}")
+DRIFT_DETECTED = Asset(name="drift_detected", uri=f"s3://{_BUCKET}/{REPORTS_DRIFT}")
+NEW_LABELS = Asset(name="new_labels", uri=f"s3://{_BUCKET}/{LABELS}")
+
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+DEFAULT_ARGS = {
+    "owner": "fraud-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=5),
+}
+DAY_PARAM = Param(
+    None,
+    type=["null", "string"],
+    format="date",
+    title="Day to process",
+    description="YYYY-MM-DD. Empty: the run's data interval (a scheduled run processes the day that just ended).",
+)
+
+
+def run_day() -> date:
+    """The day this run processes: the ``day`` param if given, else the data interval's start."""
+    context = get_current_context()
+    requested = (context.get("params") or {}).get("day")
+    if requested:
+        return date.fromisoformat(str(requested))
+    start = context.get("data_interval_start")
+    if start is not None:
+        return start.date()
+    run_after = context["dag_run"].run_after
+    return (run_after - timedelta(days=1)).date()
+
+
+def landing_sensor(dataset: str, task_id: str):
+    """A sensor task (reschedule mode) that waits until files landed under ``<dataset>/dt=D/``."""
+
+    @task.sensor(task_id=task_id, poke_interval=30, timeout=12 * 3600, mode="reschedule")
+    def wait() -> PokeReturnValue:
+        from training_lib.config import load_settings
+        from training_lib.storage import Lake
+
+        day = run_day()
+        files = Lake(load_settings()).landing_files(dataset, day)
+        return PokeReturnValue(is_done=bool(files), xcom_value={"day": day.isoformat(), "files": files})
+
+    return wait()

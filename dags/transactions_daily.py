@@ -1,0 +1,97 @@
+"""transactions_daily: land -> validate (GX) -> publish -> drift report (Evidently) -> drift signal."""
+
+from __future__ import annotations
+
+from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, VALIDATED, landing_sensor, run_day
+from airflow.sdk import dag, task, task_group
+
+from training_lib.storage import LANDING_TRANSACTIONS
+
+DOC = """
+### Daily transactions: ingestion, quality gate, drift
+
+**Triggered by** its daily schedule (the run for interval *D* processes day *D* after midnight UTC),
+a backfill over a range of days, or by hand with the **Day to process** parameter.
+
+1. **wait_for_landing** — waits (reschedule mode) for files under
+   `landing/transactions/dt=D/` (CSV in the Kaggle layout, or Parquet).
+2. **quality.validate** — runs the Great Expectations suite `include/gx/transactions_suite.json` over
+   every row; writes `reports/quality/dt=D/` (summary + Data Docs). Above the quarantine-share limit
+   the task fails and the whole day is held back (nothing published, nothing deleted).
+3. **quality.publish** — commits `validated/transactions/dt=D/` and `quarantine/transactions/dt=D/`
+   (rows that failed, with `_reason`) atomically, and emits the **validated_transactions** Asset.
+4. **drift.report** — Evidently data-drift report of the day against the champion's reference
+   sample (before the first model: the first validated days) into `reports/drift/dt=D/`.
+5. **drift.drift_found → drift.signal_drift** — when the share of drifted columns reaches
+   `FRAUD_DRIFT_THRESHOLD`, emits the **drift_detected** Asset (extra: dt, share, columns), which
+   schedules `retrain`.
+
+Re-running a day replaces its partitions; nothing is duplicated.
+"""
+
+
+@dag(
+    dag_id="transactions_daily",
+    schedule="@daily",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["fraud", "ingestion", "quality", "drift"],
+    params={"day": DAY_PARAM},
+    doc_md=DOC,
+)
+def transactions_daily():
+    @task_group(group_id="quality")
+    def quality() -> dict:
+        @task
+        def validate() -> dict:
+            from training_lib.config import load_settings
+            from training_lib.ingest import validate_transactions_day
+
+            return validate_transactions_day(load_settings(), run_day())
+
+        @task(outlets=[VALIDATED])
+        def publish(validation: dict, *, outlet_events=None) -> dict:
+            from training_lib.config import load_settings
+            from training_lib.ingest import publish_transactions_day
+
+            published = publish_transactions_day(load_settings(), validation)
+            outlet_events[VALIDATED].extra = published
+            return published
+
+        return publish(validate())
+
+    @task_group(group_id="drift")
+    def drift(published: dict) -> None:
+        @task
+        def report(published: dict) -> dict:
+            from training_lib.config import load_settings
+            from training_lib.ingest import drift_day
+
+            return drift_day(load_settings(), run_day())
+
+        @task.short_circuit
+        def drift_found(summary: dict) -> bool:
+            return bool(summary.get("drift_detected"))
+
+        @task(outlets=[DRIFT_DETECTED])
+        def signal_drift(summary: dict, *, outlet_events=None) -> dict:
+            extra = {
+                "dt": summary["day"],
+                "share": summary["share"],
+                "threshold": summary["threshold"],
+                "columns": summary["drifted_columns"],
+            }
+            outlet_events[DRIFT_DETECTED].extra = extra
+            return extra
+
+        summary = report(published)
+        drift_found(summary) >> signal_drift(summary)
+
+    published = quality()
+    landing_sensor(LANDING_TRANSACTIONS, "wait_for_landing") >> published
+    drift(published)
+
+
+transactions_daily()

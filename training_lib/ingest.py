@@ -1,0 +1,301 @@
+"""Daily ingestion steps, one function per DAG task: validate, publish, drift, labels.
+
+Each step takes the settings and the logical day, talks to the lake, and returns a small JSON-able dict
+(it travels as XCom and becomes Asset-event extra). No Airflow imports: the DAG files call these.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from training_lib.config import Settings
+from training_lib.storage import (
+    LABELS,
+    LANDING_LABELS,
+    LANDING_TRANSACTIONS,
+    QUARANTINE_LABELS,
+    QUARANTINE_TRANSACTIONS,
+    REPORTS_DRIFT,
+    REPORTS_QUALITY,
+    VALIDATED_TRANSACTIONS,
+    Lake,
+    PartitionNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_REFERENCE_KEY = "reference/drift/bootstrap.parquet"
+CHAMPION_REFERENCE_ARTIFACT = "drift_reference/reference.parquet"
+LABELS_THROUGH_TAG = "labels_through"  # set by training on the model version: last label day it used
+
+
+class NoLandingData(RuntimeError):
+    """Nothing has landed for the day; the message names the prefix that was searched."""
+
+
+def _landing(lake: Lake, dataset: str, day: date) -> list[tuple[str, bytes]]:
+    keys = lake.landing_files(dataset, day)
+    if not keys:
+        raise NoLandingData(f"no files under {lake.uri(f'{dataset}/dt={day.isoformat()}/')}")
+    return [(key, lake.get_bytes(key)) for key in keys]
+
+
+def _lookback(lake: Lake, dataset: str, day: date, days: int) -> list[date]:
+    first = day - timedelta(days=days)
+    return [d for d in lake.list_partitions(dataset) if first <= d < day]
+
+
+def earlier_trans_nums(lake: Lake, day: date, lookback_days: int) -> set[str]:
+    """trans_num values of validated days before ``day`` (within the lookback)."""
+    days = _lookback(lake, VALIDATED_TRANSACTIONS, day, lookback_days)
+    if not days:
+        return set()
+    table = lake.read_partitions(VALIDATED_TRANSACTIONS, days, columns=["trans_num"])
+    return set(table.column("trans_num").to_pylist())
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+def publish_quality_report(lake: Lake, day: date, summary: dict[str, Any], docs_dir: Path | None) -> str:
+    """``reports/quality/dt=D/summary.json`` and the GX Data Docs site under ``data_docs/``."""
+    from training_lib.quality import data_docs_files
+
+    if docs_dir is not None:
+        for relative, path in data_docs_files(docs_dir):
+            lake.put_report(REPORTS_QUALITY, day, f"data_docs/{relative}", path.read_bytes())
+    return lake.put_report(REPORTS_QUALITY, day, "summary.json", json.dumps(summary, indent=2, default=str))
+
+
+def validate_transactions_day(settings: Settings, day: date) -> dict[str, Any]:
+    """Run the quality suite over the day's landing files; stage (not publish) both partitions.
+
+    Writes the quality report first, so a day held back by the gate still explains itself.
+    """
+    import shutil
+
+    from training_lib.quality import (
+        enforce_quarantine_limit,
+        quarantine_arrow,
+        temporary_docs_dir,
+        validate_transactions,
+    )
+    from training_lib.schema import to_validated_arrow
+
+    lake = Lake(settings)
+    files = _landing(lake, LANDING_TRANSACTIONS, day)
+    docs_dir = temporary_docs_dir()
+    try:
+        outcome = validate_transactions(
+            files, day, earlier_trans_nums(lake, day, settings.dedup_lookback_days), docs_dir=docs_dir
+        )
+        summary = outcome.summary(limit=settings.quarantine_share_limit)
+        publish_quality_report(lake, day, summary, docs_dir)
+    finally:
+        shutil.rmtree(docs_dir, ignore_errors=True)
+    log.info(
+        "%s: %d rows in %d file(s): %d validated, %d quarantined (%.2f%%)",
+        day,
+        outcome.rows_in,
+        len(files),
+        len(outcome.validated),
+        len(outcome.quarantined),
+        100 * outcome.quarantine_share,
+    )
+    enforce_quarantine_limit(outcome, settings.quarantine_share_limit)
+    source = {"files": [name for name, _ in files], "rows_in": outcome.rows_in}
+    staged_validated = lake.stage_partition(
+        VALIDATED_TRANSACTIONS, day, to_validated_arrow(outcome.validated), metadata=source
+    )
+    staged_quarantine = lake.stage_partition(
+        QUARANTINE_TRANSACTIONS, day, quarantine_arrow(outcome.quarantined), metadata=source
+    )
+    return {
+        "day": day.isoformat(),
+        "rows_in": outcome.rows_in,
+        "validated": len(outcome.validated),
+        "quarantined": len(outcome.quarantined),
+        "quarantine_share": summary["quarantine_share"],
+        "reasons": summary["reasons"],
+        "staged": {"validated": staged_validated, "quarantine": staged_quarantine},
+    }
+
+
+def publish_transactions_day(settings: Settings, validation: dict[str, Any]) -> dict[str, Any]:
+    """Commit the staged partitions (quarantine first, so validated rows never appear without it)."""
+    lake = Lake(settings)
+    quarantine = lake.commit_partition(validation["staged"]["quarantine"])
+    validated = lake.commit_partition(validation["staged"]["validated"])
+    return {
+        "dt": validation["day"],
+        "rows": validated["rows"],
+        "quarantined": quarantine["rows"],
+        "version": validated["version"],
+        "uri": lake.uri(f"{VALIDATED_TRANSACTIONS}/dt={validation['day']}/"),
+    }
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def champion_reference(settings: Settings) -> tuple[Any, dict[str, Any]] | None:
+    """The drift reference sample logged with the champion model, if there is a champion."""
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(settings.model_name, "champion")
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+            return None
+        raise
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(version.run_id, CHAMPION_REFERENCE_ARTIFACT, folder)
+        except MlflowException:
+            log.warning(
+                "champion v%s has no %s; using the bootstrap reference", version.version, CHAMPION_REFERENCE_ARTIFACT
+            )
+            return None
+        frame = pd.read_parquet(path)
+    return frame, {"source": "champion", "model_version": version.version, "run_id": version.run_id}
+
+
+def bootstrap_reference(settings: Settings, lake: Lake, day: date) -> tuple[Any, dict[str, Any]] | None:
+    """Before the first model: the first validated days (frozen once ``drift_reference_days`` exist)."""
+    import pandas as pd
+
+    from training_lib.drift import build_reference
+
+    if lake.exists(BOOTSTRAP_REFERENCE_KEY):
+        frame = pd.read_parquet(io.BytesIO(lake.get_bytes(BOOTSTRAP_REFERENCE_KEY)))
+        info = lake.get_json(BOOTSTRAP_REFERENCE_KEY + ".json", missing_ok=True) or {}
+        return frame, {"source": "bootstrap", **info}
+    earlier = [d for d in lake.list_partitions(VALIDATED_TRANSACTIONS) if d < day][: settings.drift_reference_days]
+    if not earlier:
+        return None
+    frames = [lake.read_partition(VALIDATED_TRANSACTIONS, d).to_pandas() for d in earlier]
+    reference = build_reference(frames)
+    info = {"days": [d.isoformat() for d in earlier], "rows": len(reference)}
+    if len(earlier) == settings.drift_reference_days:
+        buffer = io.BytesIO()
+        reference.to_parquet(buffer, index=False)
+        lake.put_bytes(BOOTSTRAP_REFERENCE_KEY, buffer.getvalue())
+        lake.put_json(BOOTSTRAP_REFERENCE_KEY + ".json", info)
+        info["frozen"] = True
+    return reference, {"source": "bootstrap", **info}
+
+
+def drift_day(settings: Settings, day: date) -> dict[str, Any]:
+    """Evidently drift report of the validated day against the reference; HTML + JSON in reports/drift."""
+    from training_lib.drift import run_drift_report
+
+    lake = Lake(settings)
+    try:
+        current = lake.read_partition(VALIDATED_TRANSACTIONS, day).to_pandas()
+    except PartitionNotFound as exc:
+        raise RuntimeError(f"{day}: no validated partition to check for drift ({exc})") from exc
+    found = champion_reference(settings) or bootstrap_reference(settings, lake, day)
+    if found is None:
+        summary = {
+            "day": day.isoformat(),
+            "status": "no_reference",
+            "drift_detected": False,
+            "share": 0.0,
+            "threshold": settings.drift_threshold,
+            "drifted_columns": [],
+            "note": "first validated day: it becomes part of the reference",
+        }
+        lake.put_report(REPORTS_DRIFT, day, "summary.json", json.dumps(summary, indent=2))
+        return summary
+    reference, reference_info = found
+    result = run_drift_report(current, reference, settings.drift_threshold, day=day)
+    summary = {**result.summary, "status": "computed", "reference": reference_info}
+    summary["report_uri"] = lake.put_report(REPORTS_DRIFT, day, "report.html", result.html, "text/html")
+    lake.put_report(REPORTS_DRIFT, day, "summary.json", json.dumps(summary, indent=2, default=str))
+    log.info(
+        "%s: drift share %.2f (threshold %.2f), drifted: %s",
+        day,
+        summary["share"],
+        settings.drift_threshold,
+        summary["drifted_columns"],
+    )
+    return summary
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def stored_labels(lake: Lake, day: date, lookback_days: int) -> dict[str, int]:
+    days = _lookback(lake, LABELS, day, lookback_days)
+    if not days:
+        return {}
+    table = lake.read_partitions(LABELS, days, columns=["trans_num", "is_fraud"])
+    return dict(zip(table.column("trans_num").to_pylist(), table.column("is_fraud").to_pylist(), strict=True))
+
+
+def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
+    """Validate the day's label files and publish ``labels/dt=D`` and ``quarantine/labels/dt=D``."""
+    import pyarrow as pa
+
+    from training_lib.quality import quarantine_arrow, validate_labels
+
+    lake = Lake(settings)
+    files = _landing(lake, LANDING_LABELS, day)
+    window = settings.dedup_lookback_days + settings.label_delay_days
+    known = earlier_trans_nums(lake, day + timedelta(days=1), window)
+    outcome = validate_labels(files, day, known, stored_labels(lake, day, window))
+    schema = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+    labels = pa.Table.from_pandas(outcome.validated[list(schema.names)], schema=schema, preserve_index=False)
+    source = {"files": [name for name, _ in files]}
+    lake.publish_partition(QUARANTINE_LABELS, day, quarantine_arrow(outcome.quarantined), metadata=source)
+    manifest = lake.publish_partition(LABELS, day, labels, metadata=source)
+    summary = outcome.summary()
+    summary["frauds"] = int(outcome.validated["is_fraud"].sum()) if len(outcome.validated) else 0
+    summary["version"] = manifest["version"]
+    log.info(
+        "%s: %d labels stored (%d fraud), %d quarantined",
+        day,
+        summary["validated"],
+        summary["frauds"],
+        summary["quarantined"],
+    )
+    return summary
+
+
+def champion_labels_through(settings: Settings) -> date | None:
+    """The last label day the champion was trained with (model version tag), or None without a champion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(settings.model_name, "champion")
+    except MlflowException:
+        return None
+    tag = (version.tags or {}).get(LABELS_THROUGH_TAG)
+    return date.fromisoformat(tag) if tag else None
+
+
+def new_labels_status(settings: Settings, day: date) -> dict[str, Any]:
+    """Labels stored after the champion's training cut-off, up to ``day``; enough to retrain?"""
+    lake = Lake(settings)
+    since = champion_labels_through(settings)
+    days = [d for d in lake.list_partitions(LABELS) if d <= day and (since is None or d > since)]
+    count = sum((lake.partition_manifest(LABELS, d) or {}).get("rows", 0) for d in days)
+    return {
+        "day": day.isoformat(),
+        "count": count,
+        "since": since.isoformat() if since else None,
+        "min_new_labels": settings.min_new_labels,
+        "enough": count >= settings.min_new_labels,
+    }
