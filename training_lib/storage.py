@@ -38,6 +38,7 @@ LABELS = "labels"  # the label store: confirmed labels per confirmation day
 QUARANTINE_LABELS = "quarantine/labels"
 REPORTS_QUALITY = "reports/quality"  # GX Data Docs + JSON summary per day
 REPORTS_DRIFT = "reports/drift"  # Evidently HTML + JSON summary per day
+AUDIT_REGISTRY = "audit/registry"  # append-only log of champion/challenger decisions: one object per event
 LAKE_DATASETS = (
     LANDING_TRANSACTIONS,
     LANDING_LABELS,
