@@ -65,6 +65,13 @@ def _parse_optional_text(value: str) -> str | None:
     return value.strip() or None
 
 
+def _parse_threshold_strategy(value: str) -> str:
+    value = value.strip()
+    if value not in {"alert_budget", "best_f1"}:
+        raise ValueError(f"expected alert_budget or best_f1, got {value!r}")
+    return value
+
+
 def _parse_services(value: str) -> tuple[str, ...]:
     services = tuple(s.strip() for s in value.split(",") if s.strip())
     unknown = sorted(set(services) - set(EMBEDDED_SERVICES))
@@ -110,6 +117,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retrain_cooldown_hours": _parse_positive_int,
     "label_delay_days": _parse_positive_int,
     "dedup_lookback_days": _parse_positive_int,
+    "training_window_days": _parse_positive_int,
+    "threshold_strategy": _parse_threshold_strategy,
     "drift_reference_days": _parse_positive_int,
 }
 
@@ -166,6 +175,14 @@ class Settings:
     )
     alert_budget: float = _env_field(
         "FRAUD_ALERT_BUDGET", 0.005, "Share of transactions the fraud team can review (sets the threshold)."
+    )
+    threshold_strategy: str = _env_field(
+        "FRAUD_THRESHOLD_STRATEGY",
+        "alert_budget",
+        "How the decision threshold is chosen on validation: alert_budget or best_f1.",
+    )
+    training_window_days: int = _env_field(
+        "FRAUD_TRAINING_WINDOW_DAYS", 30, "Matured labelled days a retrain uses (train, validation, test)."
     )
     retrain_cooldown_hours: int = _env_field(
         "FRAUD_RETRAIN_COOLDOWN_HOURS", 12, "Minimum hours between automatically triggered retrains."
