@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from airflow.sdk import Asset, Param, PokeReturnValue, get_current_context, task
 
 from training_lib.config import load_settings
-from training_lib.storage import LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
+from training_lib.storage import AUDIT_REGISTRY, LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
 
 _BUCKET = load_settings().bucket
 
@@ -18,6 +18,7 @@ _BUCKET = load_settings().bucket
 VALIDATED = Asset(name="validated_transactions", uri=f"s3://{_BUCKET}/{VALIDATED_TRANSACTIONS}")
 DRIFT_DETECTED = Asset(name="drift_detected", uri=f"s3://{_BUCKET}/{REPORTS_DRIFT}")
 NEW_LABELS = Asset(name="new_labels", uri=f"s3://{_BUCKET}/{LABELS}")
+MODEL_PROMOTED = Asset(name="model_promoted", uri=f"s3://{_BUCKET}/{AUDIT_REGISTRY}")
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 DEFAULT_ARGS = {

@@ -1,0 +1,191 @@
+"""retrain: dataset -> train (MLflow) -> champion vs challenger -> promote or reject -> report."""
+
+from __future__ import annotations
+
+from _platform import DEFAULT_ARGS, DRIFT_DETECTED, MODEL_PROMOTED, NEW_LABELS, START_DATE
+from airflow.sdk import Param, dag, get_current_context, task, task_group
+
+DOC = """
+### Retrain: challenger vs champion with a real gate
+
+**Triggered by** the Assets `drift_detected` **or** `new_labels` (emitted by `transactions_daily` and
+`labels_daily`), or by hand (Trigger → parameters below). One run at a time; automatic runs within
+`FRAUD_RETRAIN_COOLDOWN_HOURS` of the last retrain are skipped (a drift storm cannot queue retrains),
+unless **force** is set.
+
+1. **check_cooldown** — skips the run inside the cooldown.
+2. **build_dataset** — the newest matured labelled days (`window_days`), shared features, split by
+   time into train / validation / test; snapshot in `training/datasets/<id>/` (card tokens, no PAN).
+3. **train** — XGBoost + logistic-regression baseline in MLflow (metrics, PR/ROC curves, confusion
+   matrix, feature importance, drift reference); the XGBoost pipeline becomes a new version of the
+   registered model with its decision threshold as a tag.
+4. **evaluate** — the new version and the current champion scored on the same newest window.
+5. **decide** — the new version gets `challenger`; it becomes `champion` only above
+   `FRAUD_PROMOTION_FLOOR` and at least `FRAUD_PROMOTION_MARGIN` PR-AUC better than the champion. The
+   decision is tagged on the versions and appended to the audit log (`audit/registry/`); a promotion
+   emits the **model_promoted** Asset. A failure before this step leaves every alias as it was.
+6. **report** — `reports/retrain/dt=<last training day>/<dataset>.json`.
+"""
+
+
+@dag(
+    dag_id="retrain",
+    schedule=(DRIFT_DETECTED | NEW_LABELS),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "retries": 1},
+    tags=["fraud", "training", "mlflow"],
+    params={
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description="Retrain even inside the cooldown after the last retrain.",
+        ),
+        "window_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=3,
+            title="Training window (days)",
+            description="Newest matured labelled days to use. Empty: FRAUD_TRAINING_WINDOW_DAYS.",
+        ),
+    },
+    doc_md=DOC,
+)
+def retrain():
+    @task.short_circuit
+    def check_cooldown() -> bool:
+        from datetime import UTC, datetime
+
+        from training_lib.registry import Registry
+
+        from training_lib.config import load_settings
+        from training_lib.train import cooldown_remaining
+
+        context = get_current_context()
+        settings = load_settings()
+        if context["params"].get("force"):
+            print("force=true: the cooldown does not apply")
+            return True
+        wait = cooldown_remaining(
+            Registry(settings).last_retrain_at(), datetime.now(UTC), settings.retrain_cooldown_hours
+        )
+        if wait:
+            print(f"last retrain less than {settings.retrain_cooldown_hours} h ago: skipping ({wait} left)")
+        return not wait
+
+    @task_group(group_id="build_dataset")
+    def build_dataset() -> dict:
+        @task
+        def snapshot() -> dict:
+            from dataclasses import asdict
+
+            from training_lib.config import load_settings
+            from training_lib.train import build_dataset
+
+            info, _parts = build_dataset(load_settings(), get_current_context()["params"].get("window_days"))
+            return asdict(info)
+
+        return snapshot()
+
+    @task_group(group_id="train")
+    def train(dataset: dict) -> dict:
+        @task
+        def fit_and_register(dataset: dict) -> dict:
+            from training_lib.config import load_settings
+            from training_lib.train import load_dataset, train_and_log
+
+            context = get_current_context()
+            settings = load_settings()
+            info, parts = load_dataset(settings, dataset["dataset_id"])
+            tags = {"airflow_dag_run": context["run_id"], "trigger": _trigger(context)}
+            return train_and_log(settings, info, parts, tags=tags)
+
+        return fit_and_register(dataset)
+
+    @task_group(group_id="evaluate")
+    def evaluate(trained: dict) -> dict:
+        @task
+        def champion_vs_challenger(trained: dict) -> dict:
+            from training_lib.config import load_settings
+            from training_lib.train import evaluate_candidates
+
+            return evaluate_candidates(load_settings(), trained["version"], trained["dataset_id"])
+
+        return champion_vs_challenger(trained)
+
+    @task_group(group_id="decide")
+    def decide(evaluation: dict) -> dict:
+        @task
+        def promote_or_reject(evaluation: dict) -> dict:
+            from training_lib.registry import Registry, decide
+
+            from training_lib.config import load_settings
+
+            context = get_current_context()
+            settings = load_settings()
+            decision = decide(
+                evaluation["candidate_pr_auc"],
+                evaluation["champion_pr_auc"],
+                floor=settings.promotion_floor,
+                margin=settings.promotion_margin,
+            )
+            evaluation = {**evaluation, "trigger": _trigger(context)}
+            return Registry(settings).record_decision(
+                evaluation["candidate_version"],
+                decision,
+                evaluation=evaluation,
+                actor=f"airflow:retrain/{context['run_id']}",
+            )
+
+        @task.short_circuit
+        def promoted(entry: dict) -> bool:
+            return entry["kind"] == "promotion"
+
+        @task(outlets=[MODEL_PROMOTED])
+        def signal_promotion(entry: dict, *, outlet_events=None) -> dict:
+            extra = {
+                "version": entry["candidate_version"],
+                "previous": entry.get("previous_champion_version"),
+                "reason": entry["reason"],
+            }
+            outlet_events[MODEL_PROMOTED].extra = extra
+            return extra
+
+        entry = promote_or_reject(evaluation)
+        promoted(entry) >> signal_promotion(entry)
+        return entry
+
+    @task
+    def report(dataset: dict, trained: dict, entry: dict) -> str:
+        import json
+        from datetime import date
+
+        from training_lib.config import load_settings
+        from training_lib.storage import Lake
+
+        lake = Lake(load_settings())
+        body = {"dataset": dataset, "training": trained, "decision": entry}
+        day = date.fromisoformat(dataset["days"][-1])
+        return lake.put_report("reports/retrain", day, f"{dataset['dataset_id']}.json", json.dumps(body, indent=2))
+
+    dataset = build_dataset()
+    check_cooldown() >> dataset
+    trained = train(dataset)
+    entry = decide(evaluate(trained))
+    report(dataset, trained, entry)
+
+
+def _trigger(context) -> str:
+    """What started this run: the triggering Asset events (name, day) or 'manual'."""
+    events = context.get("triggering_asset_events") or {}
+    described = [
+        f"{asset.name}:{(event.extra or {}).get('dt', '')}"
+        for asset, asset_events in events.items()
+        for event in asset_events
+    ]
+    return ", ".join(described) if described else context["dag_run"].run_type
+
+
+retrain()

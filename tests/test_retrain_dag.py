@@ -1,0 +1,161 @@
+"""retrain and rollback_model through the real scheduler, MLflow server and S3 (local stack).
+
+Twelve simulated, labelled days are published to the lake; then, in order:
+1. a forced manual retrain: the first model clears the floor and becomes champion;
+2. a deliberately worse challenger (3-day window: trained on one day) is rejected;
+3. a drift_detected Asset event starts retrain on its own, which the cooldown skips;
+4. rollback_model to an explicit version, then back to the previous champion (default target).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from training_lib.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
+from training_lib.schema import to_validated_arrow
+from training_lib.simulate import SimulationConfig, Simulator
+from training_lib.storage import AUDIT_REGISTRY, LABELS, VALIDATED_TRANSACTIONS, Lake
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+START = date(2026, 3, 1)
+DAYS = [START + timedelta(days=i) for i in range(12)]
+STACK_SETTINGS = {
+    "FRAUD_TRAINING_WINDOW_DAYS": "10",
+    "FRAUD_RETRAIN_COOLDOWN_HOURS": "12",
+    "FRAUD_MODEL_NAME": "fraud-detector-test",
+}
+SIMULATION = SimulationConfig(
+    seed=3, start=START, n_customers=3000, transactions_per_day=6000, amount_inflation_day=8, label_delay_days=1
+)
+
+
+@pytest.fixture(scope="module")
+def seeded(local_stack) -> Lake:
+    """Validated transactions and their confirmed labels for twelve days, as the ingestion DAGs write them."""
+    import pyarrow as pa
+
+    lake = Lake(local_stack.settings)
+    simulator = Simulator(SIMULATION)
+    schema = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+    for day in DAYS:
+        frame = simulator.transactions(day)
+        lake.publish_partition(VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame.drop(columns=["is_fraud"])))
+        labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
+        lake.publish_partition(LABELS, day, pa.Table.from_pandas(labels, schema=schema, preserve_index=False))
+    return lake
+
+
+def _run(client: AirflowClient, dag_id: str, conf: dict, timeout: float = 900) -> dict:
+    client.wait_for_dag(dag_id, timeout=180)
+    client.set_paused(dag_id, False)
+    run = client.trigger(dag_id, conf)
+    return client.wait_for_run(dag_id, run["dag_run_id"], timeout=timeout)
+
+
+def _registry(local_stack):
+    from training_lib.registry import Registry
+
+    return Registry(local_stack.settings)
+
+
+def _aliases(local_stack) -> dict[str, str | None]:
+    registry = _registry(local_stack)
+    champion, challenger = registry.champion(), registry.challenger()
+    return {
+        "champion": champion.version if champion else None,
+        "challenger": challenger.version if challenger else None,
+    }
+
+
+def _task_states(client: AirflowClient, dag_id: str, run: dict) -> dict[str, str]:
+    return {ti["task_id"]: ti["state"] for ti in client.task_instances(dag_id, run["dag_run_id"])}
+
+
+@pytest.fixture(scope="module")
+def first_retrain(local_stack, seeded) -> dict:
+    return _run(local_stack.airflow(), "retrain", {"force": True})
+
+
+@pytest.fixture(scope="module")
+def worse_retrain(local_stack, first_retrain) -> dict:
+    return _run(local_stack.airflow(), "retrain", {"force": True, "window_days": 3})
+
+
+def test_first_model_clears_the_floor_and_becomes_champion(local_stack, first_retrain) -> None:
+    client = local_stack.airflow()
+    assert first_retrain["state"] == "success", _task_states(client, "retrain", first_retrain)
+    assert _aliases(local_stack) == {"champion": "1", "challenger": None}
+    entry = _registry(local_stack).history()[-1]
+    assert entry["kind"] == "promotion" and entry["candidate_version"] == "1"
+    assert entry["challenger_pr_auc"] >= local_stack.settings.promotion_floor
+    assert entry["champion_pr_auc"] is None
+
+
+def test_the_version_carries_metrics_plots_threshold_and_reference(local_stack, first_retrain) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(local_stack.settings.mlflow_tracking_uri)
+    version = client.get_model_version(local_stack.settings.model_name, "1")
+    assert 0 < float(version.tags["threshold"]) < 1
+    assert version.tags["labels_through"] == DAYS[-1].isoformat()
+    run = client.get_run(version.run_id)
+    for metric in ("test_pr_auc", "test_roc_auc", "test_recall_at_alert_budget", "test_card_precision_at_100",
+                   "baseline_test_pr_auc", "threshold"):  # fmt: skip
+        assert metric in run.data.metrics, metric
+    assert run.data.metrics["test_pr_auc"] > run.data.metrics["baseline_test_pr_auc"] - 0.05
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert {"plots", "drift_reference", "features.json", "dataset.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+    assert plots == {f"plots/{n}.png" for n in ("pr_curve", "roc_curve", "confusion_matrix", "feature_importance")}
+
+
+def test_a_worse_challenger_is_rejected(local_stack, worse_retrain) -> None:
+    client = local_stack.airflow()
+    assert worse_retrain["state"] == "success", _task_states(client, "retrain", worse_retrain)
+    assert _aliases(local_stack) == {"champion": "1", "challenger": "2"}
+    entry = _registry(local_stack).history()[-1]
+    assert entry["kind"] == "rejection" and entry["candidate_version"] == "2"
+    assert entry["challenger_pr_auc"] < entry["champion_pr_auc"] + entry["margin"]
+    assert entry["evaluation"]["champion_version"] == "1"
+
+
+def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_stack, worse_retrain) -> None:
+    client = local_stack.airflow()
+    before = {run["dag_run_id"] for run in client.list_runs("retrain")}
+    assets = client._request("GET", "/api/v2/assets?name_pattern=drift_detected")["assets"]
+    client._request("POST", "/api/v2/assets/events", {"asset_id": assets[0]["id"], "extra": {"dt": "2026-03-12"}})
+
+    def asset_run() -> dict | None:
+        runs = [r for r in client.list_runs("retrain") if r["dag_run_id"] not in before]
+        return runs[0] if runs and runs[0]["state"] in TERMINAL_RUN_STATES else None
+
+    run = _poll(asset_run, 300, "the asset-triggered retrain run")
+    assert run["run_type"] == "asset_triggered"
+    states = _task_states(client, "retrain", run)
+    assert states["check_cooldown"] == "success"
+    assert states["build_dataset.snapshot"] == "skipped"
+    assert _aliases(local_stack) == {"champion": "1", "challenger": "2"}
+
+
+def test_rollback_to_a_version_then_back_to_the_previous_champion(local_stack, worse_retrain) -> None:
+    client = local_stack.airflow()
+    run = _run(client, "rollback_model", {"version": 2, "reason": "test: try the challenger"}, timeout=300)
+    assert run["state"] == "success", _task_states(client, "rollback_model", run)
+    assert _aliases(local_stack)["champion"] == "2"
+    run = _run(client, "rollback_model", {"reason": "test: back to the previous champion"}, timeout=300)
+    assert run["state"] == "success", _task_states(client, "rollback_model", run)
+    assert _aliases(local_stack)["champion"] == "1"
+    kinds = [entry["kind"] for entry in _registry(local_stack).history()]
+    assert kinds == ["promotion", "rejection", "rollback", "rollback"]
+    promoted = client.asset_events(asset_name="model_promoted")
+    assert [event["extra"]["version"] for event in promoted] == ["1", "2", "1"]
+
+
+def test_audit_log_objects_are_in_s3(local_stack, seeded, worse_retrain) -> None:
+    keys = seeded.list_keys(f"{AUDIT_REGISTRY}/{local_stack.settings.model_name}/")
+    assert len(keys) >= 2 and all(key.endswith(".json") for key in keys)
+    reports = seeded.list_keys("reports/retrain/")
+    assert len(reports) == 2
