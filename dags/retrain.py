@@ -58,9 +58,8 @@ def retrain():
     def check_cooldown() -> bool:
         from datetime import UTC, datetime
 
-        from training_lib.registry import Registry
-
         from training_lib.config import load_settings
+        from training_lib.registry import Registry
         from training_lib.train import cooldown_remaining
 
         context = get_current_context()
@@ -119,9 +118,8 @@ def retrain():
     def decide(evaluation: dict) -> dict:
         @task
         def promote_or_reject(evaluation: dict) -> dict:
-            from training_lib.registry import Registry, decide
-
             from training_lib.config import load_settings
+            from training_lib.registry import Registry, decide
 
             context = get_current_context()
             settings = load_settings()
