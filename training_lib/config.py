@@ -94,6 +94,13 @@ def _parse_positive_int(value: str) -> int:
     return number
 
 
+def _parse_positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"expected a positive number, got {number}")
+    return number
+
+
 def _parse_bucket(value: str) -> str:
     value = value.strip()
     if not (3 <= len(value) <= 63) or not all(c.islower() or c.isdigit() or c in ".-" for c in value):
@@ -118,6 +125,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "label_delay_days": _parse_positive_int,
     "dedup_lookback_days": _parse_positive_int,
     "training_window_days": _parse_positive_int,
+    "alert_rate_factor": _parse_positive_float,
+    "notify_webhook_url": _parse_optional_url,
+    "scoring_bucket_rows": _parse_positive_int,
     "threshold_strategy": _parse_threshold_strategy,
     "drift_reference_days": _parse_positive_int,
 }
@@ -195,6 +205,15 @@ class Settings:
     )
     drift_reference_days: int = _env_field(
         "FRAUD_DRIFT_REFERENCE_DAYS", 3, "Before the first model, the first N validated days are the drift reference."
+    )
+    alert_rate_factor: float = _env_field(
+        "FRAUD_ALERT_RATE_FACTOR", 3.0, "A scored day alerting more than this many times the alert budget notifies."
+    )
+    notify_webhook_url: str | None = _env_field(
+        "FRAUD_NOTIFY_WEBHOOK_URL", None, "POST notifications (JSON) here; unset: notifications are logged only."
+    )
+    scoring_bucket_rows: int = _env_field(
+        "FRAUD_SCORING_BUCKET_ROWS", 200_000, "Rows per card bucket in batch scoring (bounds its memory)."
     )
     card_token_key: str | None = _env_field(
         "FRAUD_CARD_TOKEN_KEY",

@@ -321,7 +321,7 @@ def build_features(target: pd.DataFrame, history: pd.DataFrame | None = None) ->
     return features[list(FEATURE_COLUMNS)]
 
 
-def _validated_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
+def validated_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
     """A validated Arrow table as a pandas frame with the dtypes of :func:`training_lib.schema.normalise`."""
     import pandas as pd
     import pyarrow as pa
@@ -354,7 +354,7 @@ def _load_days(lake: Lake, days: Sequence[date], columns: Sequence[str], *, stri
 
     read = None if columns == TRANSACTION_COLUMN_NAMES else columns
     table = lake.read_partitions(VALIDATED_TRANSACTIONS, days, columns=read, strict=strict)
-    return _validated_frame(table, columns).reset_index(drop=True)
+    return validated_frame(table, columns).reset_index(drop=True)
 
 
 def features_for_days(lake: Lake, days: Sequence[date], *, strict: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -38,6 +38,9 @@ LABELS = "labels"  # the label store: confirmed labels per confirmation day
 QUARANTINE_LABELS = "quarantine/labels"
 REPORTS_QUALITY = "reports/quality"  # GX Data Docs + JSON summary per day
 REPORTS_DRIFT = "reports/drift"  # Evidently HTML + JSON summary per day
+PREDICTIONS = "predictions"  # batch scores per day: one row per validated transaction, card tokens only
+REPORTS_SCORING = "reports/scoring"  # per-day scoring summary
+REPORTS_PERFORMANCE = "reports/performance"  # realized quality once a scored day's labels matured
 AUDIT_REGISTRY = "audit/registry"  # append-only log of champion/challenger decisions: one object per event
 LAKE_DATASETS = (
     LANDING_TRANSACTIONS,

@@ -1,0 +1,214 @@
+"""Realized quality of scored days against matured labels, on a real S3 API (moto's server on a free port)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+from training_lib.config import Settings, load_settings
+from training_lib.monitoring import below_floor_check, matured_scored_days, realized_quality, summary_key
+from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake, ensure_bucket
+
+DAY = date(2024, 3, 1)
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("trans_num", pa.string()),
+        ("card_token", pa.string()),
+        ("amt", pa.float64()),
+        ("category", pa.string()),
+        ("score", pa.float64()),
+        ("decision", pa.int8()),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+        ("scoring_run_id", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+LABEL_SCHEMA = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(endpoint: str) -> Settings:
+    """A bucket of its own for every test (matured_scored_days lists the whole bucket)."""
+    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": endpoint, "FRAUD_BUCKET": f"perf-{uuid.uuid4().hex[:10]}"})
+    ensure_bucket(settings)
+    return settings
+
+
+@pytest.fixture
+def lake(settings: Settings) -> Lake:
+    return Lake(settings)
+
+
+def scored_day(
+    n: int = 2000, frauds: int = 20, *, informative: bool = True, seed: int = 7, tag: str = "t"
+) -> dict[str, np.ndarray]:
+    """Synthetic predictions with labels: scores correlated with fraud (or random), top 1% alerted."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, dtype=np.int8)
+    y[rng.choice(n, frauds, replace=False)] = 1
+    signal = np.clip(rng.normal(0.15, 0.1, n) + y * rng.normal(0.55, 0.2, n), 0, 1)
+    scores = signal if informative else rng.random(n)
+    decision = (scores >= np.quantile(scores, 0.99)).astype(np.int8)
+    return {
+        "trans_num": np.array([f"{tag}-{i:06d}" for i in range(n)]),
+        "card_token": np.array([f"card-{tag}-{i % 300:04d}" for i in range(n)]),
+        "score": scores,
+        "decision": decision,
+        "y": y,
+    }
+
+
+def publish_predictions(lake: Lake, day: date, data: dict[str, np.ndarray], versions: tuple[str, ...] = ("3",)) -> None:
+    n = len(data["y"])
+    table = pa.table(
+        {
+            "trans_num": data["trans_num"],
+            "card_token": data["card_token"],
+            "amt": np.round(np.linspace(1, 500, n), 2),
+            "category": ["grocery_pos"] * n,
+            "score": data["score"],
+            "decision": data["decision"],
+            "model_name": ["fraud-detector"] * n,
+            "model_version": [versions[i % len(versions)] for i in range(n)],
+            "scoring_run_id": ["run-1"] * n,
+            "scored_at": [datetime(day.year, day.month, day.day, 23, 0, tzinfo=UTC)] * n,
+        },
+        schema=PREDICTION_SCHEMA,
+    )
+    lake.publish_partition(PREDICTIONS, day, table)
+
+
+def publish_labels(lake: Lake, day: date, data: dict[str, np.ndarray], share: float = 1.0) -> None:
+    """Labels of the first ``share`` of the rows, split over two confirmation days."""
+    labelled = int(len(data["y"]) * share)
+    half = labelled // 2
+    for offset, rows in ((3, slice(0, half)), (6, slice(half, labelled))):
+        confirmed = day + timedelta(days=offset)
+        count = len(data["y"][rows])
+        table = pa.table(
+            {
+                "trans_num": data["trans_num"][rows],
+                "is_fraud": data["y"][rows],
+                "confirmed_at": [datetime(confirmed.year, confirmed.month, confirmed.day)] * count,
+            },
+            schema=LABEL_SCHEMA,
+        )
+        lake.publish_partition(LABELS, confirmed, table)
+
+
+def test_realized_quality_matches_sklearn_and_is_written(settings: Settings, lake: Lake) -> None:
+    data = scored_day()
+    publish_predictions(lake, DAY, data)
+    publish_labels(lake, DAY, data)
+
+    summary = realized_quality(settings, DAY, lake)
+
+    y, scores, flagged = data["y"], data["score"], data["decision"]
+    assert summary is not None and summary["status"] == "computed"
+    assert summary["rows"] == summary["labelled_rows"] == 2000 and summary["frauds"] == 20
+    assert summary["labelled_share"] == 1.0
+    assert summary["precision"] == pytest.approx(precision_score(y, flagged))
+    assert summary["recall"] == pytest.approx(recall_score(y, flagged))
+    assert summary["f1"] == pytest.approx(f1_score(y, flagged))
+    assert summary["pr_auc"] == pytest.approx(average_precision_score(y, scores))
+    assert summary["roc_auc"] == pytest.approx(roc_auc_score(y, scores))
+    assert summary["alert_rate"] == pytest.approx(flagged.mean()) and summary["alerts"] == int(flagged.sum())
+    assert summary["pr_auc"] > settings.promotion_floor and summary["below_floor"] is False
+    assert summary["model_versions"] == ["3"] and summary["model_version"] == "3"
+    assert summary["day"] == DAY.isoformat() and summary["labels_through"] == (DAY + timedelta(days=6)).isoformat()
+    assert below_floor_check(summary) is None
+
+    stored = lake.get_json(summary_key(lake, DAY))
+    assert stored == summary
+    assert summary_key(lake, DAY) == f"{REPORTS_PERFORMANCE}/dt=2024-03-01/summary.json"
+
+
+def test_report_holds_no_transaction_ids_or_card_tokens(settings: Settings, lake: Lake) -> None:
+    data = scored_day(tag="priv")
+    publish_predictions(lake, DAY, data)
+    publish_labels(lake, DAY, data)
+    realized_quality(settings, DAY, lake)
+
+    text = lake.get_bytes(summary_key(lake, DAY)).decode()
+    assert "priv-" not in text and "card-" not in text
+    assert not any(value in text for value in (*data["trans_num"][:50], *data["card_token"][:50]))
+
+
+def test_partly_labelled_day_is_not_matured_and_writes_nothing(settings: Settings, lake: Lake) -> None:
+    data = scored_day(tag="part")
+    publish_predictions(lake, DAY, data)
+    publish_labels(lake, DAY, data, share=0.9)
+
+    result = realized_quality(settings, DAY, lake)
+
+    assert result == {"day": DAY.isoformat(), "status": "not_matured", "labelled_share": pytest.approx(0.9)}
+    assert not lake.exists(summary_key(lake, DAY))
+
+
+def test_day_without_predictions_is_none(settings: Settings, lake: Lake) -> None:
+    assert realized_quality(settings, DAY, lake) is None
+    assert lake.list_keys(f"{REPORTS_PERFORMANCE}/") == []
+
+
+def test_random_scores_fall_below_the_floor(settings: Settings, lake: Lake) -> None:
+    data = scored_day(informative=False, tag="rand")
+    publish_predictions(lake, DAY, data, versions=("3", "4"))
+    publish_labels(lake, DAY, data)
+
+    summary = realized_quality(settings, DAY, lake)
+
+    assert summary is not None and summary["status"] == "computed"
+    assert summary["pr_auc"] == pytest.approx(average_precision_score(data["y"], data["score"]))
+    assert summary["pr_auc"] < settings.promotion_floor and summary["below_floor"] is True
+    assert summary["model_versions"] == ["3", "4"] and summary["model_version"] is None
+    note = below_floor_check(summary)
+    assert note is not None and note.severity == "warning" and DAY.isoformat() in note.subject
+
+
+def test_single_class_day_has_no_ranking_metrics(settings: Settings, lake: Lake) -> None:
+    data = scored_day(frauds=0, tag="legit")
+    publish_predictions(lake, DAY, data)
+    publish_labels(lake, DAY, data)
+
+    summary = realized_quality(settings, DAY, lake)
+
+    assert summary is not None and summary["status"] == "computed" and summary["frauds"] == 0
+    assert summary["pr_auc"] is None and summary["roc_auc"] is None and summary["below_floor"] is False
+    assert summary["precision"] == 0.0 and summary["recall"] == 0.0 and summary["alert_rate"] > 0
+
+
+def test_matured_scored_days(settings: Settings, lake: Lake) -> None:
+    today = date(2024, 3, 20)  # label_delay_days = 7: days up to 2024-03-13 have matured
+    days = [date(2024, 3, d) for d in (10, 11, 12, 13, 14, 19)]
+    for index, day in enumerate(days):
+        publish_predictions(lake, day, scored_day(n=200, frauds=4, tag=f"m{index}"))
+    lake.put_report(REPORTS_PERFORMANCE, date(2024, 3, 11), "summary.json", "{}")  # already evaluated
+    lake.put_report(REPORTS_PERFORMANCE, date(2024, 3, 12), "report.html", "<html/>")  # not a summary
+
+    assert matured_scored_days(settings, today, lake) == [date(2024, 3, 10), date(2024, 3, 12), date(2024, 3, 13)]
+    assert matured_scored_days(replace(settings, label_delay_days=0), today, lake) == [
+        date(2024, 3, d) for d in (10, 12, 13, 14, 19)
+    ]
+    assert matured_scored_days(settings, date(2024, 3, 17), lake) == [date(2024, 3, 10)]
+    assert matured_scored_days(settings, date(2024, 3, 16), lake) == []

@@ -1,0 +1,173 @@
+"""Realized model quality: a scored day's predictions against its confirmed labels, once they matured.
+
+Labels (chargebacks) arrive ``label_delay_days`` after the transactions. A nightly task asks
+:func:`matured_scored_days` which scored days should be evaluated and runs :func:`realized_quality` on
+each: the day's ``predictions/dt=D`` joined with the label store, metrics of the stored alert decision and
+of the score, written to ``reports/performance/dt=D/summary.json`` (aggregates only: no card tokens and
+no transaction ids). A day whose labels are not yet matured writes nothing and is offered again the next
+night. :func:`below_floor_check` turns a summary whose PR-AUC fell under the promotion floor into a
+notification (see :mod:`training_lib.notify`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from training_lib.config import Settings
+from training_lib.notify import Notification
+from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake
+from training_lib.train import MATURED_LABEL_SHARE, evaluate, load_labels
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+SUMMARY_NAME = "summary.json"
+PREDICTION_COLUMNS = ("trans_num", "card_token", "score", "decision", "model_name", "model_version")
+
+
+def _decision_metrics(y: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of the stored alert decision (0 when undefined, as in ``train.evaluate``)."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    return {
+        "precision": float(precision_score(y, flagged, zero_division=0)),
+        "recall": float(recall_score(y, flagged, zero_division=0)),
+        "f1": float(f1_score(y, flagged, zero_division=0)),
+    }
+
+
+def _ranking_metrics(y: np.ndarray, scores: np.ndarray, alert_budget: float, cards: np.ndarray) -> dict[str, Any]:
+    """PR-AUC, ROC-AUC, recall at the alert budget and card precision@100 of the score (``train.evaluate``).
+
+    All ``None`` when the labelled rows hold a single class: the curves are undefined then.
+    """
+    names = ("pr_auc", "roc_auc", "recall_at_alert_budget", "card_precision_at_100")
+    if len(set(y.tolist())) < 2:
+        return dict.fromkeys(names)
+    metrics = evaluate(y, scores, threshold=0.5, alert_budget=alert_budget, cards=cards)  # threshold unused here
+    return {name: metrics[name] for name in names}
+
+
+def summary_key(lake: Lake, day: date) -> str:
+    """``reports/performance/dt=D/summary.json``."""
+    return lake.report_key(REPORTS_PERFORMANCE, day, SUMMARY_NAME)
+
+
+def realized_quality(settings: Settings, day: date, lake: Lake | None = None) -> dict[str, Any] | None:
+    """Realized quality of ``day``'s predictions against all confirmed labels; written to the lake when matured.
+
+    ``None`` when the day has no predictions partition. ``{"day", "status": "not_matured", "labelled_share"}``
+    (nothing written) when fewer than ``MATURED_LABEL_SHARE`` of the predictions have a label. Otherwise the
+    summary (``"status": "computed"``, or ``"empty"`` for a published day without rows) is written to
+    ``reports/performance/dt=D/summary.json`` and returned. Decision metrics use the stored ``decision``
+    column (the alerts actually raised); PR-AUC/ROC-AUC are ``None`` unless both classes are labelled.
+    Metrics are over the labelled rows; ``alert_rate`` is over all predictions of the day.
+    """
+    import numpy as np
+
+    lake = lake or Lake(settings)
+    manifest = lake.partition_manifest(PREDICTIONS, day)
+    if manifest is None:
+        return None
+    available = set(manifest.get("columns", PREDICTION_COLUMNS))
+    columns = [c for c in PREDICTION_COLUMNS if c in available]
+    predictions = lake.read_partition(PREDICTIONS, day, columns=columns).to_pandas()
+    rows = len(predictions)
+    labels = load_labels(lake)
+    label_days = lake.list_partitions(LABELS)
+    base: dict[str, Any] = {
+        "day": day.isoformat(),
+        "rows": rows,
+        "labels_through": label_days[-1].isoformat() if label_days else None,
+        "predictions_version": manifest.get("version"),
+    }
+    if rows == 0:
+        summary = {**base, "status": "empty", "labelled_share": None, "evaluated_at": _now()}
+        lake.put_report(REPORTS_PERFORMANCE, day, SUMMARY_NAME, json.dumps(summary, indent=2))
+        log.info("realized quality %s: no predictions in the partition", day)
+        return summary
+
+    label = predictions["trans_num"].astype(str).map(labels.set_index(labels["trans_num"].astype(str))["is_fraud"])
+    known = label.notna().to_numpy()
+    share = float(known.mean())
+    if share < MATURED_LABEL_SHARE:
+        log.info("realized quality %s: %.1f%% labelled, not matured yet", day, 100 * share)
+        return {"day": day.isoformat(), "status": "not_matured", "labelled_share": share}
+
+    if predictions["score"].isna().any() or predictions["decision"].isna().any():
+        raise ValueError(f"{lake.uri(lake.manifest_key(PREDICTIONS, day))}: score/decision hold missing values")
+    labelled = predictions[known]
+    y = label[known].astype("int64").to_numpy()
+    scores = labelled["score"].astype("float64").to_numpy()
+    flagged = (labelled["decision"].astype("int64").to_numpy() == 1).astype("int64")
+    cards = labelled["card_token"].astype(str).to_numpy() if "card_token" in labelled else np.arange(len(y))
+    ranking = _ranking_metrics(y, scores, settings.alert_budget, cards)
+    versions = sorted(predictions["model_version"].dropna().astype(str).unique()) if "model_version" in columns else []
+    names = sorted(predictions["model_name"].dropna().astype(str).unique()) if "model_name" in columns else []
+    summary = {
+        **base,
+        "status": "computed",
+        "labelled_rows": len(y),
+        "labelled_share": share,
+        "frauds": int(y.sum()),
+        "alerts": int((predictions["decision"].astype("int64") == 1).sum()),
+        "alert_rate": float((predictions["decision"].astype("int64") == 1).mean()),
+        **_decision_metrics(y, flagged),
+        **ranking,
+        "promotion_floor": settings.promotion_floor,
+        "below_floor": ranking["pr_auc"] is not None and ranking["pr_auc"] < settings.promotion_floor,
+        "model_names": names,
+        "model_versions": versions,
+        "model_version": versions[0] if len(versions) == 1 else None,
+        "evaluated_at": _now(),
+    }
+    lake.put_report(REPORTS_PERFORMANCE, day, SUMMARY_NAME, json.dumps(summary, indent=2))
+    log.info(
+        "realized quality %s: PR-AUC %s, precision %.3f, recall %.3f over %d labelled rows (%d frauds)",
+        day,
+        "n/a" if ranking["pr_auc"] is None else f"{ranking['pr_auc']:.3f}",
+        summary["precision"],
+        summary["recall"],
+        len(y),
+        summary["frauds"],
+    )
+    return summary
+
+
+def matured_scored_days(settings: Settings, today: date, lake: Lake | None = None) -> list[date]:
+    """Scored days up to ``today - label_delay_days`` that have no performance summary yet (oldest first)."""
+    lake = lake or Lake(settings)
+    cutoff = today - timedelta(days=settings.label_delay_days)
+    done = set(lake.list_keys(f"{REPORTS_PERFORMANCE}/dt="))
+    return [day for day in lake.list_partitions(PREDICTIONS) if day <= cutoff and summary_key(lake, day) not in done]
+
+
+def below_floor_check(summary: dict[str, Any] | None) -> Notification | None:
+    """A warning when a computed summary's realized PR-AUC is under the promotion floor, else ``None``."""
+    if not summary or summary.get("status") != "computed" or not summary.get("below_floor"):
+        return None
+    day, versions = summary["day"], ", ".join(summary.get("model_versions") or []) or "?"
+    return Notification(
+        subject=f"Realized PR-AUC {summary['pr_auc']:.3f} on {day} is below the promotion floor",
+        body=(
+            f"Model version(s) {versions} reached PR-AUC {summary['pr_auc']:.3f} on the matured labels of {day} "
+            f"(floor {summary['promotion_floor']:.3f}); precision {summary['precision']:.3f}, recall "
+            f"{summary['recall']:.3f} at the stored decisions over {summary['labelled_rows']} labelled rows. "
+            "Consider retraining."
+        ),
+        severity="warning",
+        details={
+            "check": "realized_quality",
+            **{k: summary.get(k) for k in ("day", "pr_auc", "promotion_floor", "precision", "recall", "frauds")},
+            "model_versions": summary.get("model_versions"),
+        },
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
