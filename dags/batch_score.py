@@ -1,0 +1,105 @@
+"""batch_score: nightly scoring of the previous day with the champion; alert-rate check; realized quality."""
+
+from __future__ import annotations
+
+from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, run_day
+from airflow.sdk import PokeReturnValue, dag, get_current_context, task, task_group
+
+DOC = """
+### Nightly batch scoring
+
+**Triggered by** its schedule (02:00 UTC, for the day that ended), a backfill over any range of days,
+or by hand with the **Day to process** parameter.
+
+1. **wait_for_validated** — waits (reschedule mode) until `transactions_daily` has published
+   `validated/transactions/dt=D/` for that day, instead of racing ingestion.
+2. **score** — resolves `models:/<name>@champion` at run time (a move of the alias in the MLflow UI
+   applies to the next run), scores the day in card buckets of bounded memory and publishes
+   `predictions/dt=D/` atomically (manifest + `_SUCCESS`): trans_num, card token (no card number),
+   amount, category, score, decision (the version's stored threshold), model name and version, run id,
+   scored_at. Re-running a day replaces the partition. Summary: `reports/scoring/dt=D/summary.json`.
+3. **alert_rate_check** — notifies (log, or `FRAUD_NOTIFY_WEBHOOK_URL`) when the day alerts more than
+   `FRAUD_ALERT_RATE_FACTOR` × `FRAUD_ALERT_BUDGET`.
+4. **realized_quality** — for scored days whose labels have matured: precision, recall, PR-AUC into
+   `reports/performance/dt=…/`; below `FRAUD_PROMOTION_FLOOR` it emits **drift_detected** (reason
+   `performance`), the same retrain trigger as drift.
+"""
+
+
+@dag(
+    dag_id="batch_score",
+    schedule="0 2 * * *",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=2,  # days score independently; a manual day never waits behind the nightly sensor
+    default_args=DEFAULT_ARGS,
+    tags=["fraud", "scoring", "monitoring"],
+    params={"day": DAY_PARAM},
+    doc_md=DOC,
+)
+def batch_score():
+    @task.sensor(poke_interval=30, timeout=12 * 3600, mode="reschedule")
+    def wait_for_validated() -> PokeReturnValue:
+        from training_lib.config import load_settings
+        from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
+
+        day = run_day()
+        ready = Lake(load_settings()).partition_exists(VALIDATED_TRANSACTIONS, day)
+        return PokeReturnValue(is_done=ready, xcom_value=day.isoformat())
+
+    @task
+    def score() -> dict:
+        from training_lib.config import load_settings
+        from training_lib.scoring import score_day
+
+        return score_day(load_settings(), run_day(), run_id=get_current_context()["run_id"])
+
+    @task
+    def alert_rate_check(summary: dict) -> bool:
+        from training_lib.config import load_settings
+        from training_lib.notify import alert_rate_check, notifier_from_settings
+
+        settings = load_settings()
+        notification = alert_rate_check(summary, settings)
+        if notification is not None:
+            notifier_from_settings(settings).send(notification)
+        return notification is not None
+
+    @task_group(group_id="monitoring")
+    def monitoring(summary: dict) -> None:
+        @task
+        def realized_quality(summary: dict) -> list[dict]:
+            from training_lib.config import load_settings
+            from training_lib.monitoring import below_floor_check, matured_scored_days, realized_quality
+            from training_lib.notify import notifier_from_settings
+
+            settings = load_settings()
+            results = [realized_quality(settings, day) for day in matured_scored_days(settings, run_day())]
+            computed = [r for r in results if r and r.get("status") == "computed"]
+            for result in computed:
+                notification = below_floor_check(result)
+                if notification is not None:
+                    notifier_from_settings(settings).send(notification)
+            return computed
+
+        @task.short_circuit
+        def quality_below_floor(results: list[dict]) -> bool:
+            return any(r.get("below_floor") for r in results)
+
+        @task(outlets=[DRIFT_DETECTED])
+        def signal_retrain(results: list[dict], *, outlet_events=None) -> dict:
+            worst = min((r for r in results if r.get("below_floor")), key=lambda r: r["pr_auc"])
+            extra = {"dt": worst["day"], "reason": "performance", "pr_auc": worst["pr_auc"], "columns": []}
+            outlet_events[DRIFT_DETECTED].extra = extra
+            return extra
+
+        results = realized_quality(summary)
+        quality_below_floor(results) >> signal_retrain(results)
+
+    summary = score()
+    wait_for_validated() >> summary
+    alert_rate_check(summary)
+    monitoring(summary)
+
+
+batch_score()

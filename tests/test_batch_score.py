@@ -1,0 +1,197 @@
+"""Batch scoring against the real local stack: scoring.score_day directly, then the batch_score DAG."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from training_lib.schema import to_validated_arrow
+from training_lib.simulate import SimulationConfig, Simulator
+from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+START = date(2026, 5, 1)
+DAYS = [START + timedelta(days=i) for i in range(9)]
+SCORED = DAYS[-1]
+STACK_SETTINGS = {
+    "FRAUD_CARD_TOKEN_KEY": "test-token-key-0123456789",
+    "FRAUD_LABEL_DELAY_DAYS": "1",
+    "FRAUD_MODEL_NAME": "fraud-detector-scoring",
+    "FRAUD_SCORING_BUCKET_ROWS": "1500",  # several buckets even on a small day
+}
+SIMULATION = SimulationConfig(seed=8, start=START, n_customers=2000, transactions_per_day=4000, label_delay_days=1)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Simulator:
+    return Simulator(SIMULATION)
+
+
+@pytest.fixture(scope="module")
+def lake(local_stack, simulator: Simulator) -> Lake:
+    import pyarrow as pa
+
+    lake = Lake(local_stack.settings)
+    schema = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+    for day in DAYS:
+        frame = simulator.transactions(day)
+        lake.publish_partition(VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame.drop(columns=["is_fraud"])))
+        if day < SCORED:  # the scored day's labels have not matured yet
+            labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
+            lake.publish_partition(LABELS, day, pa.Table.from_pandas(labels, schema=schema, preserve_index=False))
+    return lake
+
+
+def _train(settings, window: int) -> str:
+    from training_lib.registry import Registry, decide
+    from training_lib.train import build_dataset, evaluate_candidates, train_and_log
+
+    info, parts = build_dataset(settings, window)
+    trained = train_and_log(settings, info, parts)
+    evaluation = evaluate_candidates(settings, trained["version"], info.dataset_id)
+    decision = decide(evaluation["candidate_pr_auc"], evaluation["champion_pr_auc"], floor=0.0, margin=0.0)
+    Registry(settings).record_decision(trained["version"], decision, evaluation=evaluation, actor="user:test")
+    return trained["version"]
+
+
+@pytest.fixture(scope="module")
+def champion_version(local_stack, lake) -> str:
+    return _train(local_stack.settings, window=8)
+
+
+@pytest.fixture(scope="module")
+def scored(local_stack, lake, champion_version) -> dict:
+    from training_lib.scoring import score_day
+
+    return score_day(local_stack.settings, SCORED, run_id="test-run-1")
+
+
+def _predictions(lake: Lake):
+    return lake.read_partition(PREDICTIONS, SCORED).to_pandas()
+
+
+def test_one_row_per_validated_transaction_all_with_the_champion(lake, simulator, champion_version, scored) -> None:
+    predictions = _predictions(lake)
+    validated = lake.read_partition(VALIDATED_TRANSACTIONS, SCORED).to_pandas()
+    assert len(predictions) == len(validated) == scored["rows"]
+    assert predictions["trans_num"].is_unique
+    assert set(predictions["trans_num"]) == set(validated["trans_num"])
+    assert set(predictions["model_version"]) == {champion_version}
+    assert set(predictions["scoring_run_id"]) == {"test-run-1"}
+    assert lake.exists(f"predictions/dt={SCORED.isoformat()}/_SUCCESS")
+    assert scored["buckets"] >= 2
+
+
+def test_decisions_follow_the_stored_threshold(local_stack, lake, scored) -> None:
+    from training_lib.registry import Registry
+
+    registry = Registry(local_stack.settings)
+    threshold = registry.threshold(registry.champion())
+    predictions = _predictions(lake)
+    assert ((predictions["score"] >= threshold).astype(int) == predictions["decision"]).all()
+    assert scored["alerts"] == int(predictions["decision"].sum()) and scored["threshold"] == threshold
+    summary = lake.get_json(lake.report_key(REPORTS_SCORING, SCORED, "summary.json"))
+    assert sum(summary["score_histogram"]["counts"]) == len(predictions)
+
+
+def test_scores_catch_the_simulated_fraud(lake, simulator, scored) -> None:
+    from sklearn.metrics import average_precision_score
+
+    truth = simulator.transactions(SCORED)[["trans_num", "is_fraud"]]
+    merged = _predictions(lake).merge(truth, on="trans_num")
+    assert average_precision_score(merged["is_fraud"].astype(int), merged["score"]) > 0.5
+
+
+def test_card_tokens_are_stable_and_hold_no_card_number(lake, simulator, scored) -> None:
+    from training_lib.privacy import card_tokens
+
+    predictions = _predictions(lake)
+    truth = simulator.transactions(SCORED)[["trans_num", "cc_num", "first", "last"]]
+    merged = predictions.merge(truth, on="trans_num")
+    expected = card_tokens(merged["cc_num"].astype(str), STACK_SETTINGS["FRAUD_CARD_TOKEN_KEY"].encode())
+    assert merged["card_token"].tolist() == expected
+    text = predictions.astype(str).to_csv()
+    assert merged["card_token"].str.fullmatch(r"[0-9a-f]{24}").all()
+    assert not any(card in token for card, token in zip(merged["cc_num"], merged["card_token"], strict=True))
+    for value in set(truth["cc_num"]) | set(truth["last"]):
+        assert value not in text
+
+
+def test_rerunning_a_day_gives_an_identical_partition(local_stack, lake, scored) -> None:
+    from training_lib.scoring import score_day
+
+    before = _predictions(lake).drop(columns=["scoring_run_id", "scored_at"]).sort_values("trans_num")
+    score_day(local_stack.settings, SCORED, run_id="test-run-2")
+    after = _predictions(lake)
+    assert set(after["scoring_run_id"]) == {"test-run-2"}
+    after = after.drop(columns=["scoring_run_id", "scored_at"]).sort_values("trans_num")
+    assert after.reset_index(drop=True).equals(before.reset_index(drop=True))
+    manifest = lake.partition_manifest(PREDICTIONS, SCORED)
+    parts = [k for k in lake.list_keys(f"predictions/dt={SCORED.isoformat()}/") if "/part-" in k]
+    assert sorted(parts) == sorted(manifest["files"])
+
+
+def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored) -> None:
+    from training_lib.scoring import load_champion, score_day
+
+    champion = load_champion(local_stack.settings)
+    real = champion.model
+    calls = {"n": 0}
+
+    class FailsOnThirdBucket:
+        def predict_proba(self, frame):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("injected: scoring worker died")
+            return real.predict_proba(frame)
+
+    champion.model = FailsOnThirdBucket()
+    before = lake.partition_manifest(PREDICTIONS, SCORED)
+    with pytest.raises(RuntimeError, match="injected"):
+        score_day(local_stack.settings, SCORED, run_id="test-run-broken", champion=champion)
+    assert lake.partition_manifest(PREDICTIONS, SCORED) == before
+    parts = [k for k in lake.list_keys(f"predictions/dt={SCORED.isoformat()}/") if "/part-" in k]
+    assert sorted(parts) == sorted(before["files"])
+    assert "test-run-broken" not in set(_predictions(lake)["scoring_run_id"])
+
+
+def test_moving_the_alias_between_runs_changes_the_model_version(local_stack, lake, champion_version, scored) -> None:
+    from mlflow import MlflowClient
+
+    from training_lib.scoring import score_day
+
+    settings = local_stack.settings
+    second = _train(settings, window=4)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    current = client.get_model_version_by_alias(settings.model_name, "champion").version
+    target = champion_version if current == second else second  # whichever version is not champion now
+    client.set_registered_model_alias(settings.model_name, "champion", target)  # what the MLflow UI does
+    score_day(settings, SCORED, run_id="test-run-3")
+    assert set(_predictions(lake)["model_version"]) == {target}
+
+
+def test_batch_score_dag_scores_a_day_end_to_end(local_stack, lake, scored) -> None:
+    from training_lib.registry import Registry
+    from training_lib.scoring import score_day
+
+    labelled_day = DAYS[-2]  # scored earlier, labels matured: the DAG's monitoring evaluates it
+    score_day(local_stack.settings, labelled_day, run_id="test-run-labelled")
+    client = local_stack.airflow()
+    client.wait_for_dag("batch_score", timeout=180)
+    client.set_paused("batch_score", False)
+    run = client.trigger("batch_score", {"day": SCORED.isoformat()})
+    final = client.wait_for_run("batch_score", run["dag_run_id"], timeout=600)
+    states = {ti["task_id"]: ti["state"] for ti in client.task_instances("batch_score", run["dag_run_id"])}
+    assert final["state"] == "success", states
+    predictions = _predictions(lake)
+    assert set(predictions["scoring_run_id"]) == {run["dag_run_id"]}
+    assert set(predictions["model_version"]) == {Registry(local_stack.settings).champion().version}
+    assert len(predictions) == lake.partition_manifest(VALIDATED_TRANSACTIONS, SCORED)["rows"]
+    assert states["monitoring.realized_quality"] == "success"
+    performance = lake.get_json(lake.report_key(REPORTS_PERFORMANCE, labelled_day, "summary.json"))
+    assert performance["status"] == "computed" and performance["rows"] == lake.partition_manifest(
+        PREDICTIONS, labelled_day)["rows"]  # fmt: skip
+    assert performance["pr_auc"] > 0.5 and performance["below_floor"] is False
+    assert states["monitoring.signal_retrain"] == "skipped"
