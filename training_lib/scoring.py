@@ -104,12 +104,14 @@ def _bucket_ids(cards: pa.ChunkedArray | pa.Array, buckets: int) -> np.ndarray:
 
 
 def _spill(batches: Iterator[pa.RecordBatch], buckets: int, folder: Path, prefix: str) -> int:
-    """Write every batch's rows into ``<folder>/<prefix>-<bucket>.parquet`` by card bucket; returns rows."""
+    """Write every batch's rows into ``<folder>/<prefix>-<bucket>.arrow`` by card bucket; returns rows.
+
+    Uncompressed Arrow IPC: the spill is read back once, right away, so writing speed is what counts.
+    """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    writers: dict[int, pq.ParquetWriter] = {}
+    writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     rows = 0
     try:
         for batch in batches:
@@ -123,7 +125,7 @@ def _spill(batches: Iterator[pa.RecordBatch], buckets: int, folder: Path, prefix
                     continue
                 bucket = int(ids[start])
                 if bucket not in writers:
-                    writers[bucket] = pq.ParquetWriter(folder / f"{prefix}-{bucket:05d}.parquet", table.schema)
+                    writers[bucket] = pa.ipc.new_file(folder / f"{prefix}-{bucket:05d}.arrow", table.schema)
                 writers[bucket].write_table(table.slice(start, stop - start))
             rows += table.num_rows
     finally:
@@ -132,27 +134,44 @@ def _spill(batches: Iterator[pa.RecordBatch], buckets: int, folder: Path, prefix
     return rows
 
 
+def _read_spill(path: Path) -> pa.Table:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _tokens(card_numbers: Any, key: bytes) -> np.ndarray:
+    """Card tokens, one HMAC per distinct card (a card appears many times a day)."""
+    import numpy as np
+    import pandas as pd
+
+    from training_lib.privacy import card_tokens
+
+    codes, uniques = pd.factorize(card_numbers.astype(str), sort=False)
+    return np.asarray(card_tokens(list(uniques), key), dtype=object)[codes]
+
+
 def _score_buckets(
     folder: Path, buckets: int, champion: Champion, settings: Settings, run_id: str, scored_at: datetime
 ) -> Iterator[pa.Table]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from training_lib.features import FEATURE_COLUMNS, build_features, validated_frame
-    from training_lib.privacy import card_tokens, token_key
+    from training_lib.privacy import token_key
 
     key = token_key(settings)
     schema = prediction_schema()
     for bucket in range(buckets):
-        target_path = folder / f"day-{bucket:05d}.parquet"
+        target_path = folder / f"day-{bucket:05d}.arrow"
         if not target_path.exists():
             continue
-        target_table = pq.read_table(target_path)
+        target_table = _read_spill(target_path)
         target = validated_frame(target_table, target_table.column_names)
-        history_path = folder / f"history-{bucket:05d}.parquet"
+        history_paths = sorted(folder.glob(f"hist*-{bucket:05d}.arrow"))
         history = None
-        if history_path.exists():
-            history_table = pq.read_table(history_path)
+        if history_paths:
+            history_table = pa.concat_tables([_read_spill(path) for path in history_paths])
             history = validated_frame(history_table, history_table.column_names)
         features = build_features(target, history)
         scores = champion.model.predict_proba(features[list(FEATURE_COLUMNS)])[:, 1]
@@ -160,7 +179,7 @@ def _score_buckets(
         yield pa.table(
             {
                 "trans_num": pa.array(target["trans_num"].astype(str).to_numpy(), pa.string()),
-                "card_token": pa.array(card_tokens(target["cc_num"].astype(str), key), pa.string()),
+                "card_token": pa.array(_tokens(target["cc_num"], key), pa.string()),
                 "amt": pa.array(target["amt"].to_numpy(dtype="float64"), pa.float64()),
                 "category": pa.array(target["category"].astype(str).to_numpy(), pa.string()),
                 "score": pa.array(scores, pa.float64()),
@@ -235,8 +254,7 @@ def score_day(
             if lake.partition_exists(VALIDATED_TRANSACTIONS, earlier):
                 history = list(HISTORY_INPUT_COLUMNS)
                 batches = lake.iter_partition_batches(VALIDATED_TRANSACTIONS, earlier, columns=history)
-                _spill(batches, buckets, folder, f"hist{earlier:%Y%m%d}")  # one file set per day, merged below
-        _merge_history(folder)
+                _spill(batches, buckets, folder, f"hist{earlier:%Y%m%d}")  # one file set per history day
         summary_of = DaySummary(day, champion)
 
         def produce() -> Iterator[pa.Table]:
@@ -273,17 +291,3 @@ def score_day(
         100 * summary["alert_rate"],
     )  # fmt: skip
     return summary
-
-
-def _merge_history(folder: Path) -> None:
-    """Concatenate the per-day history files of each bucket into ``history-<bucket>.parquet``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    per_bucket: dict[str, list[Path]] = {}
-    for path in sorted(folder.glob("hist*-*.parquet")):
-        per_bucket.setdefault(path.name.rsplit("-", 1)[1], []).append(path)
-    for suffix, paths in per_bucket.items():
-        pq.write_table(pa.concat_tables([pq.read_table(p) for p in paths]), folder / f"history-{suffix}")
-        for path in paths:
-            path.unlink()
