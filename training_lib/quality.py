@@ -15,6 +15,7 @@ import json
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -225,26 +226,18 @@ def _rejected_quarantine(name: str, rejected: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def validate_transactions(
-    files: list[tuple[str, bytes]],
-    day: date,
-    earlier_trans_nums: set[str] | None = None,
-    docs_dir: Path | None = None,
-) -> QualityOutcome:
-    """Read every landing file of ``day``, run the transactions suite, and split the rows.
-
-    ``earlier_trans_nums`` are the trans_num values of earlier validated days (cross-day duplicates);
-    within the day the first occurrence of a trans_num (in file order) is kept and later ones are
-    quarantined.
-    """
+def _read_files(
+    files: list[tuple[str, bytes]], reader: Callable[..., Any], columns: tuple[str, ...]
+) -> tuple[list[FileReport], pd.DataFrame, pd.DataFrame, list[pd.DataFrame]]:
+    """Read every file; returns file reports, the typed rows, their text (with source file, line and
+    parse reasons) and the quarantine pieces of unreadable files and unsplittable lines."""
     import pandas as pd
 
-    earlier = earlier_trans_nums or set()
     reports: list[FileReport] = []
     typed_parts, raw_parts, quarantine_parts = [], [], []
     for name, data in files:
         try:
-            result = read_transactions(data, name=name)
+            result = reader(data, name=name)
         except SchemaError as exc:
             whole = _whole_file_quarantine(name, data, str(exc))
             quarantine_parts.append(whole)
@@ -265,13 +258,27 @@ def validate_transactions(
         raw["_parse_reasons"] = [parse_reasons.get(i, []) for i in range(len(raw))]
         typed_parts.append(result.frame)
         raw_parts.append(raw)
-
-    typed = (
-        pd.concat(typed_parts, ignore_index=True)
-        if typed_parts
-        else pd.DataFrame(columns=list(TRANSACTION_COLUMN_NAMES))
-    )
+    typed = pd.concat(typed_parts, ignore_index=True) if typed_parts else pd.DataFrame(columns=list(columns))
     raw = pd.concat(raw_parts, ignore_index=True) if raw_parts else pd.DataFrame()
+    return reports, typed, raw, quarantine_parts
+
+
+def validate_transactions(
+    files: list[tuple[str, bytes]],
+    day: date,
+    earlier_trans_nums: set[str] | None = None,
+    docs_dir: Path | None = None,
+) -> QualityOutcome:
+    """Read every landing file of ``day``, run the transactions suite, and split the rows.
+
+    ``earlier_trans_nums`` are the trans_num values of earlier validated days (cross-day duplicates);
+    within the day the first occurrence of a trans_num (in file order) is kept and later ones are
+    quarantined.
+    """
+    import pandas as pd
+
+    earlier = earlier_trans_nums or set()
+    reports, typed, raw, quarantine_parts = _read_files(files, read_transactions, TRANSACTION_COLUMN_NAMES)
     results: list[dict[str, Any]] = []
     failures: dict[int, list[str]] = {}
     if len(typed):
@@ -413,26 +420,7 @@ def validate_labels(
     import pandas as pd
 
     stored = stored_labels or {}
-    reports: list[FileReport] = []
-    typed_parts, raw_parts, quarantine_parts = [], [], []
-    for name, data in files:
-        try:
-            result = read_labels(data, name=name)
-        except SchemaError as exc:
-            whole = _whole_file_quarantine(name, data, str(exc))
-            quarantine_parts.append(whole)
-            reports.append(FileReport(name, rows=len(whole), error=str(exc)))
-            continue
-        reports.append(FileReport(name, result.rows_read, len(result.rejected), result.extra_columns))
-        if len(result.rejected):
-            quarantine_parts.append(_rejected_quarantine(name, result.rejected))
-        raw = result.raw.copy()
-        raw[SOURCE_FILE] = name
-        raw[SOURCE_LINE] = result.line_numbers.to_numpy()
-        typed_parts.append(result.frame)
-        raw_parts.append(raw)
-    typed = pd.concat(typed_parts, ignore_index=True) if typed_parts else pd.DataFrame(columns=list(LABEL_COLUMN_NAMES))
-    raw = pd.concat(raw_parts, ignore_index=True) if raw_parts else pd.DataFrame()
+    reports, typed, raw, quarantine_parts = _read_files(files, read_labels, LABEL_COLUMN_NAMES)
     failures: dict[int, list[str]] = {}
     results: list[dict[str, Any]] = []
     if len(typed):
