@@ -141,9 +141,14 @@ def make_versions(registry: Registry, count: int, threshold: float | None = 0.5)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 3))
     y = (x[:, 0] > 0).astype(int)
+    # An explicit experiment of this server: the fluent "active experiment" is process-global and may
+    # point at another test module's server.
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("registry-tests")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("registry-tests")
     versions = []
     for _ in range(count):
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment_id):
             info = mlflow.sklearn.log_model(
                 LogisticRegression().fit(x, y),
                 name="model",
