@@ -303,17 +303,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def env_flag(name: str, default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
-    """A boolean process flag that is not a platform setting (e.g. CI=true)."""
-    source = os.environ if environ is None else environ
-    if name not in source:
-        return default
-    try:
-        return _parse_bool(source[name])
-    except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={source[name]!r} is invalid: {exc}") from exc
-
-
 def process_environment() -> dict[str, str]:
     """A copy of the process environment, for building child-process environments."""
     return dict(os.environ)

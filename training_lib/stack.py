@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,7 +50,6 @@ class Service:
     env: dict[str, str]
     health: Callable[[], bool] | None = None
     port: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- paths and secrets
@@ -61,10 +60,6 @@ def _port_of(url: str) -> int:
     if parts.port:
         return parts.port
     return 443 if parts.scheme == "https" else 80
-
-
-def _host_of(url: str) -> str:
-    return urlsplit(url).hostname or ""
 
 
 def _bin(name: str) -> str:
