@@ -49,6 +49,14 @@ class QualityGateError(RuntimeError):
     """Too many rows failed: the whole batch is held back (nothing published, nothing deleted)."""
 
 
+def reason_counts(quarantined: pd.DataFrame) -> Counter[str]:
+    """How often each failed expectation (``_reason`` parts) occurs among quarantined rows."""
+    counts: Counter[str] = Counter()
+    for reason in quarantined[REASON] if len(quarantined) else []:
+        counts.update(part for part in reason.split("; ") if part)
+    return counts
+
+
 @dataclass
 class FileReport:
     name: str
@@ -80,9 +88,6 @@ class QualityOutcome:
 
     def summary(self, limit: float | None = None) -> dict[str, Any]:
         """JSON-serialisable counts (no row values, so no card data) for reports and XCom."""
-        reasons: Counter[str] = Counter()
-        for reason in self.quarantined[REASON] if len(self.quarantined) else []:
-            reasons.update(part for part in reason.split("; ") if part)
         return {
             "day": self.day.isoformat(),
             "rows_in": self.rows_in,
@@ -90,7 +95,7 @@ class QualityOutcome:
             "quarantined": len(self.quarantined),
             "quarantine_share": round(self.quarantine_share, 6),
             "quarantine_share_limit": limit,
-            "reasons": dict(sorted(reasons.items())),
+            "reasons": dict(sorted(reason_counts(self.quarantined).items())),
             "files": [f.__dict__ for f in self.files],
             "expectations": self.expectation_results,
         }
@@ -355,7 +360,7 @@ def quarantine_arrow(frame: pd.DataFrame) -> pa.Table:
 def enforce_quarantine_limit(outcome: QualityOutcome, limit: float) -> None:
     """Fail loudly when the quarantined share is above ``limit`` (the caller publishes nothing)."""
     if outcome.rows_in and outcome.quarantine_share > limit:
-        top = Counter(r for reason in outcome.quarantined[REASON] for r in reason.split("; ")).most_common(5)
+        top = reason_counts(outcome.quarantined).most_common(5)
         raise QualityGateError(
             f"{outcome.day}: {len(outcome.quarantined)} of {outcome.rows_in} rows "
             f"({outcome.quarantine_share:.1%}) failed the quality suite, above the limit of {limit:.1%}; "
@@ -393,15 +398,12 @@ class LabelOutcome:
         return sum(f.rows for f in self.files)
 
     def summary(self) -> dict[str, Any]:
-        reasons: Counter[str] = Counter()
-        for reason in self.quarantined[REASON] if len(self.quarantined) else []:
-            reasons.update(part for part in reason.split("; ") if part)
         return {
             "day": self.day.isoformat(),
             "rows_in": self.rows_in,
             "validated": len(self.validated),
             "quarantined": len(self.quarantined),
-            "reasons": dict(sorted(reasons.items())),
+            "reasons": dict(sorted(reason_counts(self.quarantined).items())),
             "files": [f.__dict__ for f in self.files],
         }
 
