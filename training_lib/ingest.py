@@ -145,19 +145,18 @@ def publish_transactions_day(settings: Settings, validation: dict[str, Any]) -> 
 
 def champion_reference(settings: Settings) -> tuple[Any, dict[str, Any]] | None:
     """The drift reference sample logged with the champion model, if there is a champion."""
+    import tempfile
+
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(settings.model_name, "champion")
-    except MlflowException as exc:
-        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
-            return None
-        raise
-    import tempfile
+    from training_lib.registry import Registry
 
+    version = Registry(settings).champion()
+    if version is None:
+        return None
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = client.download_artifacts(version.run_id, CHAMPION_REFERENCE_ARTIFACT, folder)
@@ -248,13 +247,14 @@ def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
     import pyarrow as pa
 
     from training_lib.quality import quarantine_arrow, validate_labels
+    from training_lib.schema import label_arrow_schema
 
     lake = Lake(settings)
     files = _landing(lake, LANDING_LABELS, day)
     window = settings.dedup_lookback_days + settings.label_delay_days
     known = earlier_trans_nums(lake, day + timedelta(days=1), window)
     outcome = validate_labels(files, day, known, stored_labels(lake, day, window))
-    schema = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+    schema = label_arrow_schema()
     labels = pa.Table.from_pandas(outcome.validated[list(schema.names)], schema=schema, preserve_index=False)
     source = {"files": [name for name, _ in files]}
     lake.publish_partition(QUARANTINE_LABELS, day, quarantine_arrow(outcome.quarantined), metadata=source)
@@ -274,15 +274,10 @@ def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
 
 def champion_labels_through(settings: Settings) -> date | None:
     """The last label day the champion was trained with (model version tag), or None without a champion."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from training_lib.registry import Registry
 
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(settings.model_name, "champion")
-    except MlflowException:
-        return None
-    tag = (version.tags or {}).get(LABELS_THROUGH_TAG)
+    version = Registry(settings).champion()
+    tag = (version.tags or {}).get(LABELS_THROUGH_TAG) if version is not None else None
     return date.fromisoformat(tag) if tag else None
 
 

@@ -83,11 +83,12 @@ def load_labels(lake: Lake, through: date | None = None) -> pd.DataFrame:
     return frame.drop_duplicates("trans_num", keep="last")
 
 
-def matured_days(lake: Lake, labels: pd.DataFrame, end: date | None = None) -> list[date]:
-    """Validated days (up to ``end``) where at least MATURED_LABEL_SHARE of the rows have a label."""
+def matured_days(lake: Lake, labels: pd.DataFrame, end: date | None = None, limit: int | None = None) -> list[date]:
+    """The newest ``limit`` validated days (up to ``end``; all when no limit), oldest first, where at
+    least MATURED_LABEL_SHARE of the rows have a label. Reads newest first and stops at ``limit``."""
     known = set(labels["trans_num"])
-    out = []
-    for day in lake.list_partitions(VALIDATED_TRANSACTIONS):
+    out: list[date] = []
+    for day in reversed(lake.list_partitions(VALIDATED_TRANSACTIONS)):
         if end is not None and day > end:
             continue
         manifest = lake.partition_manifest(VALIDATED_TRANSACTIONS, day) or {}
@@ -98,7 +99,9 @@ def matured_days(lake: Lake, labels: pd.DataFrame, end: date | None = None) -> l
         labelled = sum(1 for t, o in zip(trans, own, strict=True) if o is not None or t in known)
         if trans and labelled / len(trans) >= MATURED_LABEL_SHARE:
             out.append(day)
-    return out
+            if limit is not None and len(out) == limit:
+                break
+    return sorted(out)
 
 
 def split_days(days: list[date]) -> dict[str, list[date]]:
@@ -127,7 +130,7 @@ def build_dataset(
     lake = lake or Lake(settings)
     window = window_days or settings.training_window_days
     labels = load_labels(lake)
-    days = matured_days(lake, labels, end)[-window:]
+    days = matured_days(lake, labels, end, limit=window)
     splits = split_days(days)
     transactions, features = features_for_days(lake, days)
     label_map = labels.set_index("trans_num")["is_fraud"]
@@ -448,10 +451,10 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
     """Score the candidate and the current champion on the same newest labelled window (the test split)."""
     import mlflow.sklearn
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
     from sklearn.metrics import average_precision_score
 
     from training_lib.features import FEATURE_COLUMNS
+    from training_lib.registry import Registry
 
     info, parts = load_dataset(settings, dataset_id)
     test = parts["test"]
@@ -463,10 +466,7 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
         model = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
         return float(average_precision_score(y, model.predict_proba(test[list(FEATURE_COLUMNS)])[:, 1]))
 
-    try:
-        champion = client.get_model_version_by_alias(settings.model_name, "champion")
-    except MlflowException:
-        champion = None
+    champion = Registry(settings).champion()
     candidate = client.get_model_version(settings.model_name, candidate_version)
     result = {
         "window": f"{info.split_days['test'][0]}..{info.split_days['test'][-1]}",
