@@ -29,13 +29,10 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=20_000)
     args = parser.parse_args()
 
-    import pyarrow as pa
-
     from training_lib.config import load_settings
-    from training_lib.schema import to_validated_arrow
-    from training_lib.simulate import SimulationConfig, Simulator
+    from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
     from training_lib.stack import LocalStack
-    from training_lib.storage import LABELS, VALIDATED_TRANSACTIONS, Lake
+    from training_lib.storage import Lake
     from training_lib.train import build_dataset, evaluate_candidates, train_and_log
 
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as state:
@@ -62,22 +59,9 @@ def main() -> None:
                     amount_inflation_day=args.days // 2,
                 )
             )
-            label_schema = pa.schema(
-                [("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))]
-            )
+            days = [simulator.config.start + timedelta(days=offset) for offset in range(args.days)]
             started = time.perf_counter()
-            rows = 0
-            for offset in range(args.days):
-                day = simulator.config.start + timedelta(days=offset)
-                frame = simulator.transactions(day)
-                rows += len(frame)
-                lake.publish_partition(
-                    VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame.drop(columns=["is_fraud"]))
-                )
-                labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
-                lake.publish_partition(
-                    LABELS, day, pa.Table.from_pandas(labels, schema=label_schema, preserve_index=False)
-                )
+            rows = publish_validated_days(lake, simulator, days, labelled=days)
             print(f"seeded {rows:,} rows over {args.days} days in {time.perf_counter() - started:.0f}s (not timed)")
 
             timings = {}

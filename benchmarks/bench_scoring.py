@@ -93,16 +93,13 @@ def main() -> None:
     args = parser.parse_args()
     sizes = (200_000, 1_000_000) if args.small else (1_000_000, 5_000_000)
 
-    import pyarrow as pa
-
     from training_lib.config import load_settings
     from training_lib.features import FEATURE_COLUMNS, build_features, load_history, validated_frame
     from training_lib.registry import Registry, decide
-    from training_lib.schema import to_validated_arrow
     from training_lib.scoring import load_champion, score_day
-    from training_lib.simulate import SimulationConfig, Simulator
+    from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
     from training_lib.stack import LocalStack
-    from training_lib.storage import LABELS, VALIDATED_TRANSACTIONS, Lake
+    from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
     from training_lib.train import build_dataset, evaluate_candidates, train_and_log
 
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as state:
@@ -121,17 +118,8 @@ def main() -> None:
         try:
             lake = Lake(settings)
             simulator = Simulator(SimulationConfig(seed=2, start=date(2026, 1, 1), transactions_per_day=20_000))
-            schema = pa.schema(
-                [("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))]
-            )
             history_days = [date(2026, 1, 1) + timedelta(days=i) for i in range(10)]
-            for day in history_days:
-                frame = simulator.transactions(day)
-                validated = to_validated_arrow(frame.drop(columns=["is_fraud"]))
-                lake.publish_partition(VALIDATED_TRANSACTIONS, day, validated)
-                labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
-                labels_table = pa.Table.from_pandas(labels, schema=schema, preserve_index=False)
-                lake.publish_partition(LABELS, day, labels_table)
+            publish_validated_days(lake, simulator, history_days, labelled=history_days)
             info, parts = build_dataset(settings, 10)
             trained = train_and_log(settings, info, parts)
             evaluation = evaluate_candidates(settings, trained["version"], info.dataset_id)

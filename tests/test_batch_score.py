@@ -6,9 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.schema import to_validated_arrow
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
+from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
+from training_lib.storage import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,16 +30,8 @@ def simulator() -> Simulator:
 
 @pytest.fixture(scope="module")
 def lake(local_stack, simulator: Simulator) -> Lake:
-    import pyarrow as pa
-
     lake = Lake(local_stack.settings)
-    schema = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
-    for day in DAYS:
-        frame = simulator.transactions(day)
-        lake.publish_partition(VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame.drop(columns=["is_fraud"])))
-        if day < SCORED:  # the scored day's labels have not matured yet
-            labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
-            lake.publish_partition(LABELS, day, pa.Table.from_pandas(labels, schema=schema, preserve_index=False))
+    publish_validated_days(lake, simulator, DAYS, labelled=DAYS[:-1])  # the scored day's labels have not matured
     return lake
 
 

@@ -14,12 +14,13 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 
 from training_lib.config import Settings, load_settings
 from training_lib.monitoring import below_floor_check, matured_scored_days, realized_quality, summary_key
+from training_lib.schema import label_arrow_schema
 from training_lib.scoring import prediction_schema
 from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake, ensure_bucket
 
 DAY = date(2024, 3, 1)
 PREDICTION_SCHEMA = prediction_schema()  # exactly what batch scoring writes
-LABEL_SCHEMA = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+LABEL_SCHEMA = label_arrow_schema()
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from datetime import date, timedelta
 import pytest
 
 from training_lib.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
-from training_lib.schema import to_validated_arrow
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import AUDIT_REGISTRY, LABELS, VALIDATED_TRANSACTIONS, Lake
+from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
+from training_lib.storage import AUDIT_REGISTRY, Lake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,16 +34,8 @@ SIMULATION = SimulationConfig(
 @pytest.fixture(scope="module")
 def seeded(local_stack) -> Lake:
     """Validated transactions and their confirmed labels for twelve days, as the ingestion DAGs write them."""
-    import pyarrow as pa
-
     lake = Lake(local_stack.settings)
-    simulator = Simulator(SIMULATION)
-    schema = pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
-    for day in DAYS:
-        frame = simulator.transactions(day)
-        lake.publish_partition(VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame.drop(columns=["is_fraud"])))
-        labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
-        lake.publish_partition(LABELS, day, pa.Table.from_pandas(labels, schema=schema, preserve_index=False))
+    publish_validated_days(lake, Simulator(SIMULATION), DAYS, labelled=DAYS)
     return lake
 
 

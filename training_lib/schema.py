@@ -146,6 +146,13 @@ def transaction_arrow_schema(with_label: bool = True) -> pa.Schema:
     )
 
 
+def label_arrow_schema() -> pa.Schema:
+    """Arrow schema of the label store (``labels/dt=D/``)."""
+    import pyarrow as pa
+
+    return pa.schema([("trans_num", pa.string()), ("is_fraud", pa.int8()), ("confirmed_at", pa.timestamp("us"))])
+
+
 # --------------------------------------------------------------------------- reading
 
 

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from training_lib.config import Settings, load_settings
 from training_lib.schema import CATEGORIES, LABEL_COLUMN_NAMES, ONLINE_CATEGORIES, TRANSACTION_COLUMN_NAMES
-from training_lib.storage import LANDING_LABELS, LANDING_TRANSACTIONS, partition_prefix, s3_client
+from training_lib.storage import LANDING_LABELS, LANDING_TRANSACTIONS, Lake, partition_prefix, s3_client
 
 DayRef = date | int  # a calendar day, or an offset in days from SimulationConfig.start
 
@@ -784,6 +784,28 @@ class Simulator:
             }
         )
         return csv_bytes(text)
+
+
+def publish_validated_days(
+    lake: Lake, simulator: Simulator, days: Sequence[date], labelled: Sequence[date] = ()
+) -> int:
+    """Seed a lake as if the ingestion DAGs had run (tests, benchmarks): validated partitions of ``days``
+    and, for the ``labelled`` ones, their labels confirmed the same day. Returns the rows published."""
+    import pyarrow as pa
+
+    from training_lib.schema import label_arrow_schema, to_validated_arrow
+    from training_lib.storage import LABELS, VALIDATED_TRANSACTIONS
+
+    rows = 0
+    for day in days:
+        frame = simulator.transactions(day)
+        rows += len(frame)
+        lake.publish_partition(VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame.drop(columns=["is_fraud"])))
+        if day in labelled:
+            labels = frame[["trans_num", "is_fraud"]].assign(confirmed_at=frame["trans_date_trans_time"])
+            table = pa.Table.from_pandas(labels, schema=label_arrow_schema(), preserve_index=False)
+            lake.publish_partition(LABELS, day, table)
+    return rows
 
 
 # --------------------------------------------------------------------------- CLI
