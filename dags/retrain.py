@@ -9,9 +9,11 @@ DOC = """
 ### Retrain: challenger vs champion with a real gate
 
 **Triggered by** the Assets `drift_detected` **or** `new_labels` (emitted by `transactions_daily` and
-`labels_daily`), or by hand (Trigger → parameters below). One run at a time; automatic runs within
-`FRAUD_RETRAIN_COOLDOWN_HOURS` of the last retrain are skipped (a drift storm cannot queue retrains),
-unless **force** is set.
+`labels_daily`), or by hand (Trigger → parameters below). One run at a time. The cooldown counts in
+*data* time: a run whose data day (the newest `dt` of its triggering events; for a manual run the newest
+validated day) is less than `FRAUD_RETRAIN_COOLDOWN_DAYS` after the last retrain's is skipped, unless
+**force** is set. A drift that persists day after day therefore retrains once per cooldown, and a
+backfill replaying a month in minutes retrains as often as the month did live.
 
 1. **check_cooldown** — skips the run inside the cooldown.
 2. **build_dataset** — the newest matured labelled days (`window_days`), shared features, split by
@@ -56,22 +58,23 @@ unless **force** is set.
 def retrain():
     @task.short_circuit
     def check_cooldown() -> bool:
-        from datetime import UTC, datetime
-
         from training_lib.config import load_settings
         from training_lib.registry import Registry
-        from training_lib.train import cooldown_remaining
+        from training_lib.train import cooldown_remaining, retrain_data_day
 
         context = get_current_context()
         settings = load_settings()
         if context["params"].get("force"):
             print("force=true: the cooldown does not apply")
             return True
-        wait = cooldown_remaining(
-            Registry(settings).last_retrain_at(), datetime.now(UTC), settings.retrain_cooldown_hours
-        )
+        data_day = retrain_data_day(settings, _triggering_days(context))
+        last = Registry(settings).last_retrain_data_day()
+        wait = cooldown_remaining(last, data_day, settings.retrain_cooldown_days)
         if wait:
-            print(f"last retrain less than {settings.retrain_cooldown_hours} h ago: skipping ({wait} left)")
+            print(
+                f"data day {data_day}: the last retrain answered {last}, within FRAUD_RETRAIN_COOLDOWN_DAYS="
+                f"{settings.retrain_cooldown_days}: skipping ({wait} more day(s) of data needed)"
+            )
         return not wait
 
     @task_group(group_id="build_dataset")
@@ -120,6 +123,7 @@ def retrain():
         def promote_or_reject(evaluation: dict) -> dict:
             from training_lib.config import load_settings
             from training_lib.registry import Registry, decide
+            from training_lib.train import retrain_data_day
 
             context = get_current_context()
             settings = load_settings()
@@ -129,7 +133,12 @@ def retrain():
                 floor=settings.promotion_floor,
                 margin=settings.promotion_margin,
             )
-            evaluation = {**evaluation, "trigger": _trigger(context)}
+            data_day = retrain_data_day(settings, _triggering_days(context))
+            evaluation = {
+                **evaluation,
+                "trigger": _trigger(context),
+                "data_day": data_day.isoformat() if data_day else None,
+            }
             return Registry(settings).record_decision(
                 evaluation["candidate_version"],
                 decision,
@@ -173,6 +182,17 @@ def retrain():
     trained = train(dataset)
     entry = decide(evaluate(trained))
     report(dataset, trained, entry)
+
+
+def _triggering_days(context) -> list[str]:
+    """The ``dt`` of every Asset event that triggered this run ([] for a manual run)."""
+    events = context.get("triggering_asset_events") or {}
+    return [
+        str(event.extra["dt"])
+        for asset_events in events.values()
+        for event in asset_events
+        if (event.extra or {}).get("dt")
+    ]
 
 
 def _trigger(context) -> str:

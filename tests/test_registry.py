@@ -11,7 +11,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -427,16 +427,17 @@ def test_audit_logs_of_models_are_separate(settings: Settings) -> None:
 # -- cooldown and out-of-platform moves --------------------------------------------------------------------------------
 
 
-def test_last_retrain_at(registry: Registry) -> None:
-    v1, v2 = make_versions(registry, 2)
-    assert registry.last_retrain_at() is None
+def test_last_retrain_data_day(registry: Registry) -> None:
+    v1, v2, v3 = make_versions(registry, 3)
+    assert registry.last_retrain_data_day() is None
     promote_first(registry, v1, 0.7)
-    rejected = registry.record_decision(v2, registry.gate(0.6, 0.7), evaluation={}, actor=ACTOR)
-    assert registry.last_retrain_at() == datetime.fromisoformat(rejected["at"])
+    assert registry.last_retrain_data_day() == datetime.fromisoformat(registry.history()[-1]["at"]).date()
+    registry.record_decision(v2, registry.gate(0.6, 0.7), evaluation={"data_day": "2026-03-12"}, actor=ACTOR)
+    assert registry.last_retrain_data_day() == date(2026, 3, 12)
     registry.rollback(v2, reason="manual", actor="user:alice")  # a rollback is not a retrain
-    last = registry.last_retrain_at()
-    assert last == datetime.fromisoformat(rejected["at"]) and last.tzinfo is not None
-    assert (datetime.now(UTC) - last).total_seconds() < 300
+    assert registry.last_retrain_data_day() == date(2026, 3, 12)
+    registry.record_decision(v3, registry.gate(0.9, 0.6), evaluation={"data_day": "2026-03-15"}, actor=ACTOR)
+    assert registry.last_retrain_data_day() == date(2026, 3, 15)
 
 
 def test_alias_moves_outside_platform(registry: Registry) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
@@ -56,8 +56,13 @@ def test_metrics_hand_computed() -> None:
     assert metrics["pr_auc"] == pytest.approx((1 + 2 / 3 + 3 / 10) / 3)
 
 
-def test_cooldown() -> None:
-    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    assert cooldown_remaining(None, now, 12) == timedelta(0)
-    assert cooldown_remaining(now - timedelta(hours=3), now, 12) == timedelta(hours=9)
-    assert cooldown_remaining(now - timedelta(hours=13), now, 12) == timedelta(0)
+def test_cooldown_counts_days_of_data() -> None:
+    day = date(2026, 3, 10)
+    assert cooldown_remaining(None, day, 3) == 0  # never retrained
+    assert cooldown_remaining(day, None, 3) == 0  # no data day: nothing to compare
+    assert cooldown_remaining(day, day, 3) == 3  # same day of data (drift and new labels of one night)
+    assert cooldown_remaining(day, day + timedelta(days=1), 3) == 2
+    assert cooldown_remaining(day, day + timedelta(days=3), 3) == 0
+    assert cooldown_remaining(day, day + timedelta(days=9), 3) == 0
+    assert cooldown_remaining(day, day - timedelta(days=5), 3) == 8  # an older day replayed: still inside
+    assert cooldown_remaining(day, day, 0) == 0  # 0 switches the cooldown off

@@ -121,7 +121,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "promotion_margin": _parse_fraction,
     "promotion_floor": _parse_fraction,
     "alert_budget": _parse_fraction,
-    "retrain_cooldown_hours": _parse_positive_int,
+    "retrain_cooldown_days": _parse_positive_int,
     "label_delay_days": _parse_positive_int,
     "dedup_lookback_days": _parse_positive_int,
     "training_window_days": _parse_positive_int,
@@ -194,8 +194,10 @@ class Settings:
     training_window_days: int = _env_field(
         "FRAUD_TRAINING_WINDOW_DAYS", 30, "Matured labelled days a retrain uses (train, validation, test)."
     )
-    retrain_cooldown_hours: int = _env_field(
-        "FRAUD_RETRAIN_COOLDOWN_HOURS", 12, "Minimum hours between automatically triggered retrains."
+    retrain_cooldown_days: int = _env_field(
+        "FRAUD_RETRAIN_COOLDOWN_DAYS",
+        3,
+        "Days of data between retrains: a retrain whose data day is closer to the last one's is skipped; 0 = off.",
     )
     label_delay_days: int = _env_field(
         "FRAUD_LABEL_DELAY_DAYS", 7, "Days until a transaction's label (chargeback) is confirmed."

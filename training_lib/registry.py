@@ -36,7 +36,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -584,11 +584,15 @@ class Registry:
         """The audit entries, oldest first."""
         return self.audit.entries()
 
-    def last_retrain_at(self) -> datetime | None:
-        """When the last promotion or rejection was recorded (for the retrain cooldown); None if never."""
+    def last_retrain_data_day(self) -> date | None:
+        """The data day of the last promotion or rejection (for the retrain cooldown); None if never.
+
+        Decisions carry ``evaluation.data_day`` (see ``train.retrain_data_day``); one without it counts on
+        the day it was recorded."""
         for entry in reversed(self.audit.entries()):
             if entry.get("kind") in DECISION_KINDS:
-                return datetime.fromisoformat(entry["at"])
+                recorded = (entry.get("evaluation") or {}).get("data_day")
+                return date.fromisoformat(recorded) if recorded else datetime.fromisoformat(entry["at"]).date()
         return None
 
     def alias_moves_outside_platform(self) -> list[dict[str, Any]]:

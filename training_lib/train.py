@@ -22,7 +22,7 @@ import math
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -491,8 +491,21 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
     return result
 
 
-def cooldown_remaining(last_retrain_at: datetime | None, now: datetime, hours: int) -> timedelta:
-    """How long an automatic retrain must still wait (zero when it may run)."""
-    if last_retrain_at is None:
-        return timedelta(0)
-    return max(timedelta(0), last_retrain_at + timedelta(hours=hours) - now)
+def cooldown_remaining(last_data_day: date | None, data_day: date | None, days: int) -> int:
+    """Days of data a retrain must still wait (0 when it may run).
+
+    The cooldown counts in data time, not wall-clock time: a backfill replaying a month in minutes retrains
+    as often as the same month did live, and a drift that persists day after day retrains once per ``days``.
+    """
+    if last_data_day is None or data_day is None:
+        return 0
+    return max(0, (last_data_day - data_day).days + days)
+
+
+def retrain_data_day(settings: Settings, triggering_days: list[str]) -> date | None:
+    """The day of data a retrain answers: the newest day its triggering Asset events carry, else (a manual
+    run) the newest validated day in the lake; None when there is no data yet."""
+    if triggering_days:
+        return max(date.fromisoformat(day) for day in triggering_days)
+    validated = Lake(settings).list_partitions(VALIDATED_TRANSACTIONS)
+    return max(validated) if validated else None
