@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from airflow.sdk import Asset, Param, PokeReturnValue, get_current_context, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, get_current_context, task
 
 from training_lib.config import load_settings
 from training_lib.storage import AUDIT_REGISTRY, LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
@@ -21,6 +21,11 @@ NEW_LABELS = Asset(name="new_labels", uri=f"s3://{_BUCKET}/{LABELS}")
 MODEL_PROMOTED = Asset(name="model_promoted", uri=f"s3://{_BUCKET}/{AUDIT_REGISTRY}")
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+# Data intervals, explicitly: the run with logical date D covers [D, D+1) and starts after it ended, so a
+# nightly run and a backfill of D both process day D. (A plain cron string gives Airflow 3's
+# CronTriggerTimetable, whose runs have no interval: the 00:00 run would process the day just starting.)
+NIGHTLY = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
+NIGHTLY_SCORING = CronDataIntervalTimetable("0 2 * * *", timezone="UTC")  # D 02:00 -> D+1 02:00: scores day D
 DEFAULT_ARGS = {
     "owner": "fraud-platform",
     "retries": 2,
@@ -48,6 +53,21 @@ def run_day() -> date:
         return start.date()
     run_after = context["dag_run"].run_after
     return (run_after - timedelta(days=1)).date()
+
+
+def validated_sensor(task_id: str):
+    """A sensor task (reschedule mode) that waits until the day's validated transactions are published."""
+
+    @task.sensor(task_id=task_id, poke_interval=30, timeout=12 * 3600, mode="reschedule")
+    def wait() -> PokeReturnValue:
+        from training_lib.config import load_settings
+        from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
+
+        day = run_day()
+        ready = Lake(load_settings()).partition_exists(VALIDATED_TRANSACTIONS, day)
+        return PokeReturnValue(is_done=ready, xcom_value=day.isoformat())
+
+    return wait()
 
 
 def landing_sensor(dataset: str, task_id: str):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, run_day
-from airflow.sdk import PokeReturnValue, dag, get_current_context, task, task_group
+from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, NIGHTLY_SCORING, START_DATE, run_day, validated_sensor
+from airflow.sdk import dag, get_current_context, task, task_group
 
 DOC = """
 ### Nightly batch scoring
@@ -28,7 +28,7 @@ or by hand with the **Day to process** parameter.
 
 @dag(
     dag_id="batch_score",
-    schedule="0 2 * * *",
+    schedule=NIGHTLY_SCORING,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=2,  # days score independently; a manual day never waits behind the nightly sensor
@@ -38,15 +38,6 @@ or by hand with the **Day to process** parameter.
     doc_md=DOC,
 )
 def batch_score():
-    @task.sensor(poke_interval=30, timeout=12 * 3600, mode="reschedule")
-    def wait_for_validated() -> PokeReturnValue:
-        from training_lib.config import load_settings
-        from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
-
-        day = run_day()
-        ready = Lake(load_settings()).partition_exists(VALIDATED_TRANSACTIONS, day)
-        return PokeReturnValue(is_done=ready, xcom_value=day.isoformat())
-
     @task
     def score() -> dict:
         from training_lib.config import load_settings
@@ -97,7 +88,7 @@ def batch_score():
         quality_below_floor(results) >> signal_retrain(results)
 
     summary = score()
-    wait_for_validated() >> summary
+    validated_sensor("wait_for_validated") >> summary
     alert_rate_check(summary)
     monitoring(summary)
 

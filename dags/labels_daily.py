@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from _platform import DAY_PARAM, DEFAULT_ARGS, NEW_LABELS, START_DATE, landing_sensor, run_day
+from _platform import (
+    DAY_PARAM,
+    DEFAULT_ARGS,
+    NEW_LABELS,
+    NIGHTLY,
+    START_DATE,
+    landing_sensor,
+    run_day,
+    validated_sensor,
+)
 from airflow.sdk import dag, task
 
 from training_lib.storage import LANDING_LABELS
@@ -14,7 +23,9 @@ Labels arrive late: a chargeback confirms (or clears) a transaction days after i
 (`FRAUD_LABEL_DELAY_DAYS`). **Triggered by** its daily schedule, a backfill, or by hand with the
 **Day to process** parameter.
 
-1. **wait_for_labels** — waits for files under `landing/labels/dt=D/` (`trans_num, is_fraud, confirmed_at`).
+1. **wait_for_labels** — waits for files under `landing/labels/dt=D/` (`trans_num, is_fraud, confirmed_at`);
+   **wait_for_transactions** — and for `transactions_daily` to have published day D, so every label
+   whose transaction arrived by day D finds it.
 2. **ingest** — runs `include/gx/labels_suite.json`: the transaction must have been ingested, the
    label must be 0/1 and confirmed on day D, and a trans_num must not carry conflicting labels (in the
    file or against the label store). Publishes `labels/dt=D/` and `quarantine/labels/dt=D/` atomically.
@@ -27,7 +38,7 @@ Labels arrive late: a chargeback confirms (or clears) a transaction days after i
 
 @dag(
     dag_id="labels_daily",
-    schedule="@daily",
+    schedule=NIGHTLY,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -62,7 +73,7 @@ def labels_daily():
         return extra
 
     ingested = ingest()
-    landing_sensor(LANDING_LABELS, "wait_for_labels") >> ingested
+    [landing_sensor(LANDING_LABELS, "wait_for_labels"), validated_sensor("wait_for_transactions")] >> ingested
     status = count_new_labels(ingested)
     enough_new_labels(status) >> signal_new_labels(status)
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, START_DATE, VALIDATED, landing_sensor, run_day
+from _platform import (
+    DAY_PARAM,
+    DEFAULT_ARGS,
+    DRIFT_DETECTED,
+    NIGHTLY,
+    START_DATE,
+    VALIDATED,
+    landing_sensor,
+    run_day,
+)
 from airflow.sdk import dag, task, task_group
 
 from training_lib.storage import LANDING_TRANSACTIONS
@@ -26,16 +35,18 @@ a backfill over a range of days, or by hand with the **Day to process** paramete
    `FRAUD_DRIFT_THRESHOLD`, emits the **drift_detected** Asset (extra: dt, share, columns), which
    schedules `retrain`.
 
-Re-running a day replaces its partitions; nothing is duplicated.
+Two days run at once (a backfill catches up faster), but day *D+1* is validated only after day *D* is
+published, so the duplicate check against earlier days is exact. Re-running a day replaces its
+partitions; nothing is duplicated.
 """
 
 
 @dag(
     dag_id="transactions_daily",
-    schedule="@daily",
+    schedule=NIGHTLY,
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,  # day D+1 validates while day D's drift report runs; publishing stays in order
     default_args=DEFAULT_ARGS,
     tags=["fraud", "ingestion", "quality", "drift"],
     params={"day": DAY_PARAM},
@@ -43,9 +54,11 @@ Re-running a day replaces its partitions; nothing is duplicated.
 )
 def transactions_daily():
     @task_group(group_id="quality")
-    def quality() -> dict:
-        @task
-        def validate() -> dict:
+    def quality(landing: dict) -> dict:
+        # wait_for_downstream: day D+1 is validated only once day D is published, so the check against
+        # earlier days' trans_num sees day D (a held-back day holds the next ones back, nothing slips in).
+        @task(wait_for_downstream=True)
+        def validate(landing: dict) -> dict:
             from training_lib.config import load_settings
             from training_lib.ingest import validate_transactions_day
 
@@ -60,7 +73,7 @@ def transactions_daily():
             outlet_events[VALIDATED].extra = published
             return published
 
-        return publish(validate())
+        return publish(validate(landing))
 
     @task_group(group_id="drift")
     def drift(published: dict) -> None:
@@ -89,8 +102,7 @@ def transactions_daily():
         summary = report(published)
         drift_found(summary) >> signal_drift(summary)
 
-    published = quality()
-    landing_sensor(LANDING_TRANSACTIONS, "wait_for_landing") >> published
+    published = quality(landing_sensor(LANDING_TRANSACTIONS, "wait_for_landing"))
     drift(published)
 
 

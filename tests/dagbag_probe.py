@@ -25,13 +25,27 @@ def main(dag_folder: str, output: str) -> None:
     parse_seconds = time.perf_counter() - started
     pulled_in = sorted({name.split(".")[0] for name in set(sys.modules) - before} & set(HEAVY))
     dags = {}
+    from datetime import UTC, datetime
+
+    from airflow.serialization.encoders import coerce_to_core_timetable  # what the scheduler runs
+
+    probe_time = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)  # 03:00 UTC, after both nightly schedules fired
     for dag_id, dag in bag.dags.items():
+        interval = None
+        timetable = coerce_to_core_timetable(dag.timetable)
+        if timetable.periodic:
+            manual = timetable.infer_manual_data_interval(run_after=probe_time)
+            interval = [manual.start.isoformat(), manual.end.isoformat()]
         dags[dag_id] = {
+            "data_interval_at_probe_time": interval,
             "fileloc": dag.fileloc,
             "doc_md": dag.doc_md or "",
             "tags": sorted(dag.tags or []),
             "params": {name: param.schema for name, param in dag.params.items()},
-            "tasks": {task.task_id: {"owner": task.owner, "retries": task.retries} for task in dag.tasks},
+            "tasks": {
+                task.task_id: {"owner": task.owner, "retries": task.retries, "upstream": sorted(task.upstream_task_ids)}
+                for task in dag.tasks
+            },
         }
     with open(output, "w") as handle:
         json.dump(

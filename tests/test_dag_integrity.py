@@ -83,3 +83,29 @@ def test_dag_files_import_heavy_libraries_only_inside_functions(dag_file: Path) 
             top_level_imports.append(node.module)
     offending = sorted(name for name in top_level_imports if name.split(".")[0] in HEAVY)
     assert not offending, f"{dag_file.name} imports {offending} at module level"
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "interval"),
+    [
+        ("transactions_daily", ["2026-03-01T00:00:00+00:00", "2026-03-02T00:00:00+00:00"]),
+        ("labels_daily", ["2026-03-01T00:00:00+00:00", "2026-03-02T00:00:00+00:00"]),
+        ("batch_score", ["2026-03-01T02:00:00+00:00", "2026-03-02T02:00:00+00:00"]),
+    ],
+)
+def test_a_nightly_run_processes_the_day_that_ended(dagbag: dict, dag_id: str, interval: list[str]) -> None:
+    # run_day() is the data interval's start: on 2 March the nightly runs process 1 March, not 2 March.
+    assert dagbag["dags"][dag_id]["data_interval_at_probe_time"] == interval
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "task_id", "waits_for"),
+    [
+        ("transactions_daily", "quality.validate", "wait_for_landing"),
+        ("labels_daily", "ingest", "wait_for_labels"),
+        ("labels_daily", "ingest", "wait_for_transactions"),
+        ("batch_score", "score", "wait_for_validated"),
+    ],
+)
+def test_work_waits_for_its_sensor(dagbag: dict, dag_id: str, task_id: str, waits_for: str) -> None:
+    assert waits_for in dagbag["dags"][dag_id]["tasks"][task_id]["upstream"]
