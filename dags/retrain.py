@@ -16,8 +16,9 @@ validated day) is less than `FRAUD_RETRAIN_COOLDOWN_DAYS` after the last retrain
 backfill replaying a month in minutes retrains as often as the month did live.
 
 1. **check_cooldown** — skips the run inside the cooldown.
-2. **build_dataset** — the newest matured labelled days (`window_days`), shared features, split by
-   time into train / validation / test; snapshot in `training/datasets/<id>/` (card tokens, no PAN).
+2. **build_dataset** — the newest matured labelled days up to the run's data day (`window_days`), shared
+   features, split by time into train / validation / test; snapshot in `training/datasets/<id>/` (card
+   tokens, no PAN). As of its data day, a run sees the same data whenever it runs.
 3. **train** — XGBoost + logistic-regression baseline in MLflow (metrics, PR/ROC curves, confusion
    matrix, feature importance, drift reference); the XGBoost pipeline becomes a new version of the
    registered model with its decision threshold as a tag.
@@ -84,9 +85,12 @@ def retrain():
             from dataclasses import asdict
 
             from training_lib.config import load_settings
-            from training_lib.train import build_dataset
+            from training_lib.train import build_dataset, retrain_data_day
 
-            info, _parts = build_dataset(load_settings(), get_current_context()["params"].get("window_days"))
+            context = get_current_context()
+            settings = load_settings()
+            data_day = retrain_data_day(settings, _triggering_days(context))
+            info, _parts = build_dataset(settings, context["params"].get("window_days"), end=data_day)
             return asdict(info)
 
         return snapshot()

@@ -122,14 +122,17 @@ def split_days(days: list[date]) -> dict[str, list[date]]:
 def build_dataset(
     settings: Settings, window_days: int | None = None, end: date | None = None, lake: Lake | None = None
 ) -> tuple[DatasetInfo, dict[str, pd.DataFrame]]:
-    """Labelled features of the newest matured days, split by time, snapshotted to the lake."""
+    """Labelled features of the newest matured days, split by time, snapshotted to the lake.
+
+    ``end``: the dataset as of that day (validated days and labels up to it), so a retrain answering a given
+    day of data sees the same data whenever it runs."""
 
     from training_lib.features import FEATURE_COLUMNS, features_for_days
     from training_lib.privacy import card_tokens, token_key
 
     lake = lake or Lake(settings)
     window = window_days or settings.training_window_days
-    labels = load_labels(lake)
+    labels = load_labels(lake, through=end)
     days = matured_days(lake, labels, end, limit=window)
     splits = split_days(days)
     transactions, features = features_for_days(lake, days)
@@ -153,7 +156,7 @@ def build_dataset(
         buffer = io.BytesIO()
         part.astype({"day": "string"}).to_parquet(buffer, index=False)
         lake.put_bytes(f"{prefix}/{name}.parquet", buffer.getvalue())
-    label_days = lake.list_partitions(LABELS)
+    label_days = [d for d in lake.list_partitions(LABELS) if end is None or d <= end]
     info = DatasetInfo(
         dataset_id=dataset_id,
         days=[d.isoformat() for d in days],
