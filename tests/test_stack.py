@@ -115,3 +115,29 @@ def test_aws_connection_follows_the_settings() -> None:
     )
     assert "endpoint_url" not in aws["extra"]
     assert "login" not in aws  # boto3's own credential chain
+
+
+def test_reset_deletes_mlflow_and_airflow_state_but_keeps_the_login(tmp_path) -> None:
+    stack = LocalStack(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _: None)
+    stack.paths.create()
+    (stack.paths.mlflow / "mlflow.db").write_text("runs")
+    (stack.paths.airflow_home / "airflow.db").write_text("dag runs")
+    stack.paths.airflow_passwords.write_text(json.dumps({"admin": "kept"}))
+    (stack.paths.secrets / "card_token.key").write_text("k")
+    stack.reset()
+    assert not (stack.paths.mlflow / "mlflow.db").exists()
+    assert not (stack.paths.airflow_home / "airflow.db").exists()
+    assert json.loads(stack.paths.airflow_passwords.read_text()) == {"admin": "kept"}
+    assert (stack.paths.secrets / "card_token.key").read_text() == "k"
+
+
+def test_reset_refuses_while_the_stack_runs(tmp_path) -> None:
+    stack = LocalStack(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _: None)
+    stack.paths.create()
+    service = Service("s3", ["sleep", "30"], dict(os.environ), None, None)
+    start_process(service, stack.paths)
+    try:
+        with pytest.raises(StackError, match="stop the stack"):
+            stack.reset()
+    finally:
+        stop_processes(["s3"], stack.paths)

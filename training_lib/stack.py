@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -170,6 +171,9 @@ def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
             "AIRFLOW__API__SECRET_KEY": api_secret,
             "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # Task processes inherit the heavy libraries from a preloaded forkserver (training_lib/preload.py)
+            "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+            "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "training_lib.preload",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(paths.airflow_home / "logs"),
             "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings),
         }
@@ -530,6 +534,20 @@ class LocalStack:
         names = [service.name for services in self.services().values() for service in services]
         for name, outcome in stop_processes(list(reversed(names)), self.paths).items():
             self.echo(f"[{name}] {outcome}")
+
+    def reset(self) -> None:
+        """Delete the MLflow and Airflow state (the stack must be down; S3 on moto lives in memory).
+
+        Keeps the secrets and the Airflow login, so the UI password stays the same."""
+        if any(self.running().values()):
+            raise StackError("stop the stack before resetting its state")
+        password = self.paths.airflow_passwords.read_bytes() if self.paths.airflow_passwords.exists() else None
+        for folder in (self.paths.mlflow, self.paths.airflow_home):
+            shutil.rmtree(folder, ignore_errors=True)
+        self.paths.create()
+        if password is not None:
+            self.paths.airflow_passwords.write_bytes(password)
+            self.paths.airflow_passwords.chmod(0o600)
 
     def running(self) -> dict[str, int | None]:
         return {
