@@ -32,7 +32,20 @@ class AirflowClient:
         self._token: str | None = None
 
     # ---- plumbing
-    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True, retries: int | None = None) -> Any:
+        """One API call. A 503 (on SQLite: "database is locked" while the scheduler writes) is retried after a
+        pause, ``retries`` times (default: 3 for a GET, none otherwise)."""
+        retries = (3 if method == "GET" else 0) if retries is None else retries
+        for attempt in range(retries + 1):
+            try:
+                return self._request_once(method, path, body, auth)
+            except AirflowApiError as exc:
+                if exc.status != 503 or attempt == retries:
+                    raise
+                time.sleep(min(2.0 * (attempt + 1), 10.0))
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, body: Any, auth: bool) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)  # noqa: S310
         request.add_header("Content-Type", "application/json")
@@ -89,20 +102,27 @@ class AirflowClient:
         return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
     def create_backfill(
-        self, dag_id: str, from_date: str, to_date: str, *, max_active_runs: int = 1, reprocess: str = "completed"
+        self,
+        dag_id: str,
+        from_date: str,
+        to_date: str,
+        *,
+        max_active_runs: int = 1,
+        reprocess: str = "completed",
+        at: str = "00:00:00",
     ) -> dict:
-        """Backfill ``dag_id`` over [from_date, to_date] (ISO dates); ``reprocess``: none|failed|completed."""
-        return self._request(
-            "POST",
-            "/api/v2/backfills",
-            {
-                "dag_id": dag_id,
-                "from_date": f"{from_date}T00:00:00Z",
-                "to_date": f"{to_date}T00:00:00Z",
-                "max_active_runs": max_active_runs,
-                "reprocess_behavior": reprocess,
-            },
-        )
+        """Backfill ``dag_id`` over [from_date, to_date] (ISO dates, ``at`` the UTC time of day of the logical
+        dates, e.g. "02:00:00" for a 02:00 schedule); ``reprocess``: none|failed|completed.
+
+        On SQLite the API refuses to create a backfill while the database is busy (503): retried."""
+        body = {
+            "dag_id": dag_id,
+            "from_date": f"{from_date}T{at}Z",
+            "to_date": f"{to_date}T{at}Z",
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": reprocess,
+        }
+        return self._request("POST", "/api/v2/backfills", body, retries=10)
 
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
@@ -123,6 +143,10 @@ class AirflowClient:
             return runs if done else None
 
         return _poll(finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0)
+
+    def queued_asset_events(self, dag_id: str) -> list[dict]:
+        """Asset events waiting to start a run of ``dag_id`` (its asset-triggered schedule)."""
+        return self._request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["queued_events"]
 
     def asset_events(self, *, source_dag_id: str | None = None, asset_name: str | None = None) -> list[dict]:
         """Asset events, oldest first, optionally only those of one source DAG and/or one asset name."""

@@ -1,0 +1,79 @@
+"""AirflowClient against a tiny local HTTP server: token, retries of a busy SQLite (503), errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from training_lib import airflow_client
+from training_lib.airflow_client import AirflowApiError, AirflowClient
+
+
+class FakeAirflow(BaseHTTPRequestHandler):
+    busy_answers = 0  # how many 503s the next backfill POST gets before it succeeds
+    calls: ClassVar[list[str]] = []
+
+    def _answer(self, status: int, body: dict) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_POST(self) -> None:
+        FakeAirflow.calls.append(f"POST {self.path}")
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/auth/token":
+            self._answer(201, {"access_token": "t0ken"})
+        elif self.path == "/api/v2/backfills":
+            if FakeAirflow.busy_answers > 0:
+                FakeAirflow.busy_answers -= 1
+                self._answer(503, {"detail": "Database is locked."})
+            else:
+                self._answer(200, {"id": 1, "dag_id": body["dag_id"], "from_date": body["from_date"]})
+        else:
+            self._answer(404, {"detail": "not found"})
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
+    monkeypatch.setattr(airflow_client.time, "sleep", lambda _: None)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAirflow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeAirflow.calls = []
+    try:
+        yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw")
+    finally:
+        server.shutdown()
+
+
+def test_a_busy_database_is_retried(client: AirflowClient) -> None:
+    FakeAirflow.busy_answers = 2
+    backfill = client.create_backfill("batch_score", "2026-01-05", "2026-01-06", at="02:00:00")
+    assert backfill["from_date"] == "2026-01-05T02:00:00Z"
+    assert FakeAirflow.calls.count("POST /api/v2/backfills") == 3
+
+
+def test_a_database_that_stays_busy_fails_with_the_answer(client: AirflowClient) -> None:
+    FakeAirflow.busy_answers = 100
+    with pytest.raises(AirflowApiError, match=r"POST /api/v2/backfills -> HTTP 503: .*Database is locked"):
+        client.create_backfill("batch_score", "2026-01-05", "2026-01-06")
+    assert FakeAirflow.calls.count("POST /api/v2/backfills") == 11
+
+
+def test_other_errors_are_not_retried(client: AirflowClient) -> None:
+    with pytest.raises(AirflowApiError) as raised:
+        client.trigger("nope")
+    assert raised.value.status == 404
+    assert FakeAirflow.calls.count("POST /api/v2/dags/nope/dagRuns") == 1
