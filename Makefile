@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: help install lock up down status env test bench lint fmt clean
+.PHONY: help install lock demo demo-fast up down status env test bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(UV)
 lock: | $(UV) ## recompile requirements.txt from requirements.in (Python 3.11, Linux x86_64)
 	$(UV) pip compile requirements.in --quiet --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.txt
+
+demo: install ## the main job end to end: 30 simulated days through the Airflow scheduler, then a summary
+	$(PY) -m training_lib.demo
+
+demo-fast: install ## the short demo (6 days), as the integration test runs it
+	$(PY) -m training_lib.demo --fast
 
 up: install ## start the local stack (S3, MLflow, Airflow on 127.0.0.1) and wait until healthy
 	$(PY) -m training_lib.stack up

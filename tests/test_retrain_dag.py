@@ -23,7 +23,7 @@ START = date(2026, 3, 1)
 DAYS = [START + timedelta(days=i) for i in range(12)]
 STACK_SETTINGS = {
     "FRAUD_TRAINING_WINDOW_DAYS": "10",
-    "FRAUD_RETRAIN_COOLDOWN_HOURS": "12",
+    "FRAUD_RETRAIN_COOLDOWN_DAYS": "3",
     "FRAUD_MODEL_NAME": "fraud-detector-test",
 }
 SIMULATION = SimulationConfig(

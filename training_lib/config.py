@@ -283,9 +283,11 @@ def describe_settings() -> list[tuple[str, str, str]]:
     return rows
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``environ`` (default: the process environment), validating each value."""
-    source = os.environ if environ is None else environ
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment), validating each value.
+
+    ``overrides`` (same variable names) win over ``environ``: e.g. the demo's scenario settings."""
+    source = {**(os.environ if environ is None else environ), **(overrides or {})}
     values: dict[str, Any] = {}
     for f in fields(Settings):
         name = f.metadata["env"]

@@ -1,0 +1,126 @@
+"""The short demo (`make demo-fast`) on a private real stack: moto S3 server, MLflow server, Airflow scheduler.
+
+Every step is a DAG run the scheduler runs (backfills and Asset-triggered retrains); the assertions read
+the outcome back from S3, the MLflow registry, the audit log and the Airflow API.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from training_lib.demo import FAST, DemoDriver, format_summary
+from training_lib.simulate import Simulator
+from training_lib.storage import (
+    LABELS,
+    PREDICTIONS,
+    QUARANTINE_TRANSACTIONS,
+    REPORTS_DRIFT,
+    VALIDATED_TRANSACTIONS,
+    Lake,
+    partition_prefix,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+STACK_SETTINGS = dict(FAST.profile)  # the stack's processes run with the demo's scenario settings
+PLAN = FAST
+
+
+@pytest.fixture(scope="module")
+def demo(local_stack) -> dict:
+    lines: list[str] = []
+    summary = DemoDriver(local_stack.settings, local_stack.airflow(), PLAN, echo=lines.append).run()
+    return {"summary": summary, "lines": lines}
+
+
+@pytest.fixture(scope="module")
+def lake(local_stack) -> Lake:
+    return Lake(local_stack.settings)
+
+
+@pytest.fixture(scope="module")
+def simulator(local_stack) -> Simulator:
+    return Simulator(PLAN.simulation(local_stack.settings.label_delay_days))
+
+
+def _registry(local_stack):
+    from training_lib.registry import Registry
+
+    return Registry(local_stack.settings)
+
+
+def test_every_day_is_ingested_and_reconciles(demo, lake: Lake, simulator: Simulator) -> None:
+    incident = PLAN.dates[PLAN.incident_day - 1]
+    for day in PLAN.dates:
+        text, kinds = simulator.transactions_text(day)
+        validated = lake.read_partition(VALIDATED_TRANSACTIONS, day).num_rows
+        quarantined = lake.read_partition(QUARANTINE_TRANSACTIONS, day).num_rows
+        assert validated + quarantined == len(text), day  # nothing lost
+        assert quarantined == int(kinds.notna().sum()), day
+        assert (quarantined > 0) == (day == incident), day
+        assert lake.read_partition(LABELS, day).num_rows == len(simulator.labels(day)), day
+    days = {d["day"]: d for d in demo["summary"]["days"]}
+    assert days[incident.isoformat()]["quarantine_reasons"]
+
+
+def test_drift_is_flagged_from_the_drift_day_on(demo, lake: Lake) -> None:
+    drift_from = PLAN.dates[PLAN.drift_day - 1]
+    for day in PLAN.dates:
+        summary = lake.get_json(lake.report_key(REPORTS_DRIFT, day, "summary.json"))
+        assert summary["drift_detected"] is (day >= drift_from), (day, summary["share"], summary["drifted_columns"])
+
+
+def test_retrain_was_started_by_asset_events(local_stack, demo) -> None:
+    runs = local_stack.airflow().list_runs("retrain")
+    assert runs and all(run["run_type"] == "asset_triggered" for run in runs)
+    assert all(run["state"] == "success" for run in runs)
+    decisions = [e for e in _registry(local_stack).history() if e["kind"] in {"promotion", "rejection"}]
+    assert decisions, "at least one retrain must reach the gate"
+    assert decisions[0]["kind"] == "promotion" and decisions[0]["previous_champion_version"] is None
+    for entry in decisions:
+        trigger = entry["evaluation"]["trigger"]
+        assert "drift_detected:" in trigger or "new_labels:" in trigger, trigger
+        assert entry["actor"].startswith("airflow:retrain/")
+
+
+def test_registry_aliases_match_the_audit_log(local_stack, demo) -> None:
+    registry = _registry(local_stack)
+    history = registry.history()
+    promotions = [e for e in history if e["kind"] == "promotion"]
+    assert registry.champion().version == promotions[-1]["champion_version"]
+    assert registry.alias_moves_outside_platform() == []
+    events = local_stack.airflow().asset_events(source_dag_id="retrain", asset_name="model_promoted")
+    assert [event["extra"]["version"] for event in events] == [e["champion_version"] for e in promotions]
+    assert demo["summary"]["champion"] == registry.champion().version
+
+
+def test_one_predictions_partition_per_scored_day(local_stack, demo, lake: Lake) -> None:
+    first_promotion = next(e for e in _registry(local_stack).history() if e["kind"] == "promotion")
+    scoring_from = date.fromisoformat(first_promotion["evaluation"]["data_day"])
+    scored = [day for day in PLAN.dates if day >= scoring_from]
+    assert scored, "the first champion must arrive before the last day"
+    for day in PLAN.dates:
+        has_partition = lake.partition_exists(PREDICTIONS, day)
+        assert has_partition == (day in scored), day
+        if not has_partition:
+            continue
+        predictions = lake.read_partition(PREDICTIONS, day).to_pandas()
+        assert len(predictions) == lake.read_partition(VALIDATED_TRANSACTIONS, day).num_rows
+        assert predictions["trans_num"].is_unique
+        assert predictions["model_version"].nunique() == 1
+        assert lake.exists(f"{partition_prefix(PREDICTIONS, day)}/_SUCCESS")
+    by_day = {d["day"]: d for d in demo["summary"]["days"]}
+    assert [d for d, row in by_day.items() if row["predictions"]] == [d.isoformat() for d in scored]
+
+
+def test_progress_and_summary_are_printed(demo) -> None:
+    lines = demo["lines"]
+    for day in PLAN.dates:
+        assert any(line.startswith(f"[{day}] transactions_daily success") for line in lines), day
+    assert any(line.startswith("[retrain] retrain (asset_triggered) success") for line in lines)
+    text = format_summary(demo["summary"])
+    assert f"{PLAN.days} days replayed" in text
+    assert "champion now: v" in text and "predictions:" in text
+    assert demo["summary"]["links"]["latest_drift_report"].endswith("report.html")
