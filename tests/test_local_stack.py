@@ -99,6 +99,25 @@ def test_airflow_api_rejects_calls_without_a_token(local_stack) -> None:
     assert error.value.status == 401
 
 
+def test_fraud_models_page_needs_a_login_and_renders_before_any_model(local_stack) -> None:
+    import urllib.error
+    import urllib.request
+
+    page = f"{local_stack.settings.airflow_api_url}/fraud-models/"
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(page, timeout=60)  # noqa: S310 - the local stack
+    assert error.value.code in (401, 403)
+    client = local_stack.airflow()
+    request = urllib.request.Request(page, headers={"Authorization": f"Bearer {client.token()}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+        html = response.read().decode()
+    assert "<h1>Fraud models: " in html
+    assert '<section class="card" data-alias="champion"><h2>champion</h2><p>none</p>' in html
+    plugins = {p["name"]: p for p in client._request("GET", "/api/v2/plugins")["plugins"]}
+    (view,) = plugins["fraud_models"]["external_views"]
+    assert view["name"] == "Fraud models" and view["url_route"] == "fraud-models"
+
+
 def test_platform_health_dag_runs_through_the_scheduler(local_stack) -> None:
     settings = local_stack.settings
     client = AirflowClient(settings.airflow_api_url, settings.airflow_admin_user, local_stack.airflow_password())

@@ -474,3 +474,51 @@ def test_unwritable_audit_log_is_reported_as_an_unaudited_move(registry: Registr
     assert registry.history() == []
     (moved,) = registry.alias_moves_outside_platform()
     assert (moved["alias"], moved["registry_version"], moved["audited_version"]) == (CHAMPION, v1, None)
+
+
+# -- what the "Fraud models" page shows (training_lib.model_status) ---------------------------------------------------
+
+
+def test_platform_status_before_any_model(settings: Settings) -> None:
+    from training_lib.model_status import platform_status
+
+    status = platform_status(settings)
+    assert status["champion"] is None and status["challenger"] is None
+    assert status["history"] == [] and status["outside_moves"] == [] and status["reports"] == []
+    assert status["links"]["model"].endswith(f"/#/models/{settings.model_name}")
+
+
+def test_platform_status_shows_aliases_history_and_moves_outside_the_platform(
+    registry: Registry, settings: Settings
+) -> None:
+    from datetime import date
+
+    from training_lib.model_status import platform_status
+    from training_lib.storage import REPORTS_DRIFT, REPORTS_QUALITY
+
+    v1, v2 = make_versions(registry, 2)
+    promote_first(registry, v1, 0.7)
+    registry.record_decision(
+        v2, registry.gate(0.6, 0.7), evaluation={"trigger": "drift_detected:2026-01-20"}, actor=ACTOR
+    )
+    lake = Lake(settings)
+    day = date(2026, 1, 20)
+    lake.put_report(REPORTS_QUALITY, day, "summary.json", '{"validated": 9, "quarantined": 1}')
+    lake.put_report(REPORTS_DRIFT, day, "summary.json", '{"share": 0.14, "drift_detected": true}')
+    lake.put_report(REPORTS_DRIFT, day, "report.html", "<html></html>", "text/html")
+
+    status = platform_status(settings, lake=lake)
+    assert status["champion"]["version"] == v1 and status["challenger"]["version"] == v2
+    assert status["champion"]["tags"]["decision"] == "promotion"
+    assert status["champion"]["links"]["version"].endswith(f"/versions/{v1}")
+    assert [e["kind"] for e in status["history"]] == ["rejection", "promotion"]  # newest first
+    assert status["outside_moves"] == []
+    (report,) = status["reports"]
+    assert report["day"] == "2026-01-20" and report["drift"]["drift_detected"] is True
+    assert "report.html" in report["drift_url"] and "quality_url" not in report  # no Data Docs written
+
+    registry.client.set_registered_model_alias(registry.name, CHAMPION, v2)  # the MLflow UI's manual move
+    status = platform_status(settings, lake=lake)
+    assert status["champion"]["version"] == v2  # the registry is the truth
+    (moved,) = status["outside_moves"]
+    assert moved["alias"] == CHAMPION and moved["registry_version"] == v2 and moved["audited_version"] == v1
