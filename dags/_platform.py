@@ -70,16 +70,19 @@ def validated_sensor(task_id: str):
     return wait()
 
 
-def landing_sensor(dataset: str, task_id: str):
-    """A sensor task (reschedule mode) that waits until files landed under ``<dataset>/dt=D/``."""
+def landing_sensor(dataset: str, task_id: str, *, after_transactions: bool = False):
+    """A sensor task (reschedule mode) that waits until files landed under ``<dataset>/dt=D/`` and, with
+    ``after_transactions``, until the day's validated transactions are published too."""
 
     @task.sensor(task_id=task_id, poke_interval=30, timeout=12 * 3600, mode="reschedule")
     def wait() -> PokeReturnValue:
         from training_lib.config import load_settings
-        from training_lib.storage import Lake
+        from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
 
         day = run_day()
-        files = Lake(load_settings()).landing_files(dataset, day)
-        return PokeReturnValue(is_done=bool(files), xcom_value={"day": day.isoformat(), "files": files})
+        lake = Lake(load_settings())
+        files = lake.landing_files(dataset, day)
+        ready = bool(files) and (not after_transactions or lake.partition_exists(VALIDATED_TRANSACTIONS, day))
+        return PokeReturnValue(is_done=ready, xcom_value={"day": day.isoformat(), "files": files})
 
     return wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, NIGHTLY_SCORING, START_DATE, run_day, validated_sensor
 from airflow.sdk import dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 
 DOC = """
 ### Nightly batch scoring
@@ -73,19 +74,17 @@ def batch_score():
                     notifier_from_settings(settings).send(notification)
             return computed
 
-        @task.short_circuit
-        def quality_below_floor(results: list[dict]) -> bool:
-            return any(r.get("below_floor") for r in results)
-
         @task(outlets=[DRIFT_DETECTED])
         def signal_retrain(results: list[dict], *, outlet_events=None) -> dict:
-            worst = min((r for r in results if r.get("below_floor")), key=lambda r: r["pr_auc"])
+            below = [r for r in results if r.get("below_floor")]
+            if not below:
+                raise AirflowSkipException("realized quality at or above the floor (or no matured day)")
+            worst = min(below, key=lambda r: r["pr_auc"])
             extra = {"dt": worst["day"], "reason": "performance", "pr_auc": worst["pr_auc"], "columns": []}
             outlet_events[DRIFT_DETECTED].extra = extra
             return extra
 
-        results = realized_quality(summary)
-        quality_below_floor(results) >> signal_retrain(results)
+        signal_retrain(realized_quality(summary))
 
     summary = score()
     validated_sensor("wait_for_validated") >> summary

@@ -13,6 +13,7 @@ from _platform import (
     run_day,
 )
 from airflow.sdk import dag, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 
 from training_lib.storage import LANDING_TRANSACTIONS
 
@@ -31,9 +32,9 @@ a backfill over a range of days, or by hand with the **Day to process** paramete
    (rows that failed, with `_reason`) atomically, and emits the **validated_transactions** Asset.
 4. **drift.report** — Evidently data-drift report of the day against the champion's reference
    sample (before the first model: the first validated days) into `reports/drift/dt=D/`.
-5. **drift.drift_found → drift.signal_drift** — when the share of drifted columns reaches
-   `FRAUD_DRIFT_THRESHOLD`, emits the **drift_detected** Asset (extra: dt, share, columns), which
-   schedules `retrain`.
+5. **drift.signal_drift** — when the share of drifted columns reaches `FRAUD_DRIFT_THRESHOLD`, emits
+   the **drift_detected** Asset (extra: dt, share, columns), which schedules `retrain`; otherwise it
+   is skipped (no event).
 
 Two days run at once (a backfill catches up faster), but day *D+1* is validated only after day *D* is
 published, so the duplicate check against earlier days is exact. Re-running a day replaces its
@@ -84,12 +85,10 @@ def transactions_daily():
 
             return drift_day(load_settings(), run_day())
 
-        @task.short_circuit
-        def drift_found(summary: dict) -> bool:
-            return bool(summary.get("drift_detected"))
-
         @task(outlets=[DRIFT_DETECTED])
         def signal_drift(summary: dict, *, outlet_events=None) -> dict:
+            if not summary.get("drift_detected"):
+                raise AirflowSkipException(f"no drift on {summary['day']}: share {summary['share']:.2f}")
             extra = {
                 "dt": summary["day"],
                 "share": summary["share"],
@@ -99,8 +98,7 @@ def transactions_daily():
             outlet_events[DRIFT_DETECTED].extra = extra
             return extra
 
-        summary = report(published)
-        drift_found(summary) >> signal_drift(summary)
+        signal_drift(report(published))
 
     published = quality(landing_sensor(LANDING_TRANSACTIONS, "wait_for_landing"))
     drift(published)

@@ -103,7 +103,6 @@ def test_a_nightly_run_processes_the_day_that_ended(dagbag: dict, dag_id: str, i
     [
         ("transactions_daily", "quality.validate", "wait_for_landing"),
         ("labels_daily", "ingest", "wait_for_labels"),
-        ("labels_daily", "ingest", "wait_for_transactions"),
         ("batch_score", "score", "wait_for_validated"),
     ],
 )

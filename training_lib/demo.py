@@ -43,6 +43,7 @@ DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")
 DATA_DOCS = "data_docs/index.html"
 SCORING_TIME = "02:00:00"  # batch_score runs at 02:00 for the day that ended (its logical date)
 PROGRESS_EVERY_S = 15.0
+POLL_S = 5.0  # the API server is shared with the tasks: poll gently
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class DemoDriver:
             self.land(day)
         self.echo(f"backfills: transactions_daily and labels_daily {first} .. {last}")
         self.client.create_backfill("transactions_daily", first, last, max_active_runs=2)
-        self.client.create_backfill("labels_daily", first, last, max_active_runs=1)
+        self.client.create_backfill("labels_daily", first, last, max_active_runs=2)
         self.follow(started)
         summary = self.summary(time.monotonic() - started)
         self.lake.put_json(f"reports/demo/{first}_{len(dates)}d.json", summary)
@@ -233,7 +234,7 @@ class DemoDriver:
             if time.monotonic() - last_note > PROGRESS_EVERY_S:
                 self.echo(self.progress(days, reported, retrain_runs, scoring_days, started))
                 last_note = time.monotonic()
-            time.sleep(2.0)
+            time.sleep(POLL_S)
 
     def scoring_start(self) -> date | None:
         """The data day of the first promotion: scoring starts there (no model, nothing to score before)."""
