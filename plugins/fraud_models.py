@@ -68,8 +68,9 @@ def _version_card(title: str, version: dict[str, Any] | None) -> str:
     rows = [
         ("test PR-AUC", _number(metrics.get("test_pr_auc", tags.get("test_pr_auc")))),
         ("test ROC-AUC", _number(metrics.get("test_roc_auc"))),
-        ("precision / recall at threshold", f"{_number(metrics.get('test_precision'))} / "
-         f"{_number(metrics.get('test_recall'))}"),
+        ("precision / recall at threshold", f"{_number(metrics.get('test_precision_at_threshold'))} / "
+         f"{_number(metrics.get('test_recall_at_threshold'))}"),
+        ("card precision@100", _number(metrics.get("test_card_precision_at_100"))),
         ("baseline test PR-AUC", _number(metrics.get("baseline_test_pr_auc"))),
         ("threshold", _number(tags.get("threshold"), 4)),
         ("training window", escape(tags.get("training_window", "—"))),

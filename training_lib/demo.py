@@ -43,6 +43,7 @@ DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")
 DATA_DOCS = "data_docs/index.html"
 SCORING_TIME = "02:00:00"  # batch_score runs at 02:00 for the day that ended (its logical date)
 PROGRESS_EVERY_S = 15.0
+LINK_S = 7 * 24 * 3600  # validity of the report links printed in the summary
 POLL_S = 5.0  # the API server is shared with the tasks: poll gently
 
 
@@ -350,7 +351,6 @@ class DemoDriver:
             )
         retrain_runs = self.client.list_runs("retrain")
         settings = self.settings
-        s3 = f"{settings.s3_endpoint_url}/{settings.bucket}" if settings.s3_endpoint_url else f"s3://{settings.bucket}"
         drift_days = [d["day"] for d in days if d["drift_detected"]]
         drift_day = date.fromisoformat(drift_days[-1]) if drift_days else self.plan.dates[-1]
         quality_day = self.plan.dates[-1]
@@ -367,8 +367,11 @@ class DemoDriver:
             "links": {
                 "airflow": settings.airflow_api_url,
                 "mlflow_model": f"{settings.mlflow_tracking_uri}/#/models/{settings.model_name}",
-                "latest_drift_report": f"{s3}/{self.lake.report_key(REPORTS_DRIFT, drift_day, 'report.html')}",
-                "latest_quality_report": f"{s3}/{self.lake.report_key(REPORTS_QUALITY, quality_day, DATA_DOCS)}",
+                # presigned: the browser opens them without S3 credentials
+                "latest_drift_report": self.lake.report_url(REPORTS_DRIFT, drift_day, "report.html", expires_in=LINK_S),
+                "latest_quality_report": self.lake.report_url(
+                    REPORTS_QUALITY, quality_day, DATA_DOCS, expires_in=LINK_S
+                ),
             },
         }
 

@@ -13,7 +13,15 @@ from training_lib.config import Settings
 from training_lib.storage import REPORTS_DRIFT, REPORTS_QUALITY, REPORTS_SCORING, Lake
 
 VERSION_TAGS = ("decision", "reason", "decided_at", "decided_by", "test_pr_auc", "threshold", "training_window")
-RUN_METRICS = ("test_pr_auc", "test_roc_auc", "test_precision", "test_recall", "test_f1", "baseline_test_pr_auc")
+RUN_METRICS = (
+    "test_pr_auc",
+    "test_roc_auc",
+    "test_precision_at_threshold",
+    "test_recall_at_threshold",
+    "test_card_precision_at_100",
+    "baseline_test_pr_auc",
+)
+REPORT_LINK_SECONDS = 24 * 3600  # presigned links: the browser needs no S3 credentials
 
 
 def mlflow_links(settings: Settings, version: str | None = None, run_id: str | None = None) -> dict[str, str]:
@@ -62,7 +70,7 @@ def latest_reports(settings: Settings, lake: Lake, days: int = 7) -> list[dict[s
                 continue
             row[name] = summary
             if html and lake.exists(lake.report_key(prefix, day, html)):
-                row[f"{name}_url"] = lake.report_url(prefix, day, html)
+                row[f"{name}_url"] = lake.report_url(prefix, day, html, expires_in=REPORT_LINK_SECONDS)
         rows.append(row)
     return rows
 
