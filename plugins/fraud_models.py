@@ -181,5 +181,6 @@ class FraudModelsPlugin(AirflowPlugin):
             "href": URL_PREFIX.lstrip("/") + "/",
             "url_route": "fraud-models",
             "destination": "nav",
+            "nav_top_level": True,  # its own entry in the navigation bar, not under "Plugins"
         }
     ]

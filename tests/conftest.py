@@ -100,3 +100,11 @@ def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield handle
     finally:
         handle.cli("down")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Expose each phase's report on the test item (``item.rep_call``), e.g. to keep screenshots on failure."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

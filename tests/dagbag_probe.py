@@ -41,7 +41,9 @@ def main(dag_folder: str, output: str) -> None:
             "fileloc": dag.fileloc,
             "doc_md": dag.doc_md or "",
             "tags": sorted(dag.tags or []),
-            "params": {name: param.schema for name, param in dag.params.items()},
+            "params": {
+                name: {**param.schema, "description": param.description or ""} for name, param in dag.params.items()
+            },
             "tasks": {
                 task.task_id: {"owner": task.owner, "retries": task.retries, "upstream": sorted(task.upstream_task_ids)}
                 for task in dag.tasks

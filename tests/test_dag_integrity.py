@@ -108,3 +108,14 @@ def test_a_nightly_run_processes_the_day_that_ended(dagbag: dict, dag_id: str, i
 )
 def test_work_waits_for_its_sensor(dagbag: dict, dag_id: str, task_id: str, waits_for: str) -> None:
     assert waits_for in dagbag["dags"][dag_id]["tasks"][task_id]["upstream"]
+
+
+def test_every_trigger_param_is_typed_and_explained(dagbag: dict) -> None:
+    """The trigger form shows a title, a description and a typed field for every parameter."""
+    found = 0
+    for dag_id, dag in dagbag["dags"].items():
+        for name, schema in dag["params"].items():
+            found += 1
+            assert schema.get("type"), f"{dag_id}.{name} has no type"
+            assert schema.get("title") and len(schema.get("description", "")) >= 20, f"{dag_id}.{name} is not explained"
+    assert found >= 6  # day (3 DAGs), force, window_days, version, reason
