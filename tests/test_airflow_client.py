@@ -16,6 +16,7 @@ from training_lib.airflow_client import AirflowApiError, AirflowClient
 
 class FakeAirflow(BaseHTTPRequestHandler):
     busy_answers = 0  # how many 503s the next backfill POST gets before it succeeds
+    running_answers = 0  # how many 409s ("already a running backfill") before it succeeds
     calls: ClassVar[list[str]] = []
 
     def _answer(self, status: int, body: dict) -> None:
@@ -36,6 +37,9 @@ class FakeAirflow(BaseHTTPRequestHandler):
             if FakeAirflow.busy_answers > 0:
                 FakeAirflow.busy_answers -= 1
                 self._answer(503, {"detail": "Database is locked."})
+            elif FakeAirflow.running_answers > 0:
+                FakeAirflow.running_answers -= 1
+                self._answer(409, {"detail": f"There is already a running backfill for dag {body['dag_id']}"})
             else:
                 self._answer(200, {"id": 1, "dag_id": body["dag_id"], "from_date": body["from_date"]})
         else:
@@ -52,6 +56,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeAirflow.calls = []
+    FakeAirflow.busy_answers = FakeAirflow.running_answers = 0
     try:
         yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw")
     finally:
@@ -77,3 +82,16 @@ def test_other_errors_are_not_retried(client: AirflowClient) -> None:
         client.trigger("nope")
     assert raised.value.status == 404
     assert FakeAirflow.calls.count("POST /api/v2/dags/nope/dagRuns") == 1
+
+
+def test_a_backfill_still_marked_running_is_waited_for(client: AirflowClient) -> None:
+    FakeAirflow.running_answers = 3
+    assert client.create_backfill("transactions_daily", "2026-02-03", "2026-02-03")["id"] == 1
+    assert FakeAirflow.calls.count("POST /api/v2/backfills") == 4
+
+
+def test_a_backfill_that_stays_running_fails_after_the_wait(client: AirflowClient) -> None:
+    FakeAirflow.running_answers = 100
+    with pytest.raises(AirflowApiError, match="already a running backfill"):
+        client.create_backfill("transactions_daily", "2026-02-03", "2026-02-03", wait_for_running_s=0)
+    assert FakeAirflow.calls.count("POST /api/v2/backfills") == 1

@@ -110,11 +110,14 @@ class AirflowClient:
         max_active_runs: int = 1,
         reprocess: str = "completed",
         at: str = "00:00:00",
+        wait_for_running_s: float = 120.0,
     ) -> dict:
         """Backfill ``dag_id`` over [from_date, to_date] (ISO dates, ``at`` the UTC time of day of the logical
         dates, e.g. "02:00:00" for a 02:00 schedule); ``reprocess``: none|failed|completed.
 
-        On SQLite the API refuses to create a backfill while the database is busy (503): retried."""
+        On SQLite the API refuses to create a backfill while the database is busy (503): retried. A DAG has one
+        backfill at a time, and the scheduler marks a finished one complete only every 30 s: while the API
+        answers 409 "already a running backfill", this waits up to ``wait_for_running_s`` and tries again."""
         body = {
             "dag_id": dag_id,
             "from_date": f"{from_date}T{at}Z",
@@ -122,7 +125,15 @@ class AirflowClient:
             "max_active_runs": max_active_runs,
             "reprocess_behavior": reprocess,
         }
-        return self._request("POST", "/api/v2/backfills", body, retries=10)
+        deadline = time.monotonic() + wait_for_running_s
+        while True:
+            try:
+                return self._request("POST", "/api/v2/backfills", body, retries=10)
+            except AirflowApiError as exc:
+                running = exc.status == 409 and "already a running backfill" in str(exc)
+                if not running or time.monotonic() > deadline:
+                    raise
+                time.sleep(5.0)
 
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
