@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from _platform import DEFAULT_ARGS, DRIFT_DETECTED, MODEL_PROMOTED, NEW_LABELS, START_DATE
 from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 
 DOC = """
 ### Retrain: challenger vs champion with a real gate
@@ -91,7 +92,8 @@ def retrain():
             settings = load_settings()
             data_day = retrain_data_day(settings, _triggering_days(context))
             info, _parts = build_dataset(settings, context["params"].get("window_days"), end=data_day)
-            return asdict(info)
+            # the day the dataset was built as of: the decision records it (for the next cooldown check)
+            return {**asdict(info), "data_day": data_day.isoformat() if data_day else None}
 
         return snapshot()
 
@@ -122,12 +124,11 @@ def retrain():
         return champion_vs_challenger(trained)
 
     @task_group(group_id="decide")
-    def decide(evaluation: dict) -> dict:
+    def decide(evaluation: dict, dataset: dict) -> dict:
         @task
-        def promote_or_reject(evaluation: dict) -> dict:
+        def promote_or_reject(evaluation: dict, dataset: dict) -> dict:
             from training_lib.config import load_settings
             from training_lib.registry import Registry, decide
-            from training_lib.train import retrain_data_day
 
             context = get_current_context()
             settings = load_settings()
@@ -137,12 +138,7 @@ def retrain():
                 floor=settings.promotion_floor,
                 margin=settings.promotion_margin,
             )
-            data_day = retrain_data_day(settings, _triggering_days(context))
-            evaluation = {
-                **evaluation,
-                "trigger": _trigger(context),
-                "data_day": data_day.isoformat() if data_day else None,
-            }
+            evaluation = {**evaluation, "trigger": _trigger(context), "data_day": dataset["data_day"]}
             return Registry(settings).record_decision(
                 evaluation["candidate_version"],
                 decision,
@@ -150,12 +146,10 @@ def retrain():
                 actor=f"airflow:retrain/{context['run_id']}",
             )
 
-        @task.short_circuit
-        def promoted(entry: dict) -> bool:
-            return entry["kind"] == "promotion"
-
         @task(outlets=[MODEL_PROMOTED])
         def signal_promotion(entry: dict, *, outlet_events=None) -> dict:
+            if entry["kind"] != "promotion":
+                raise AirflowSkipException(f"version {entry['candidate_version']} was not promoted")
             extra = {
                 "version": entry["candidate_version"],
                 "previous": entry.get("previous_champion_version"),
@@ -164,8 +158,8 @@ def retrain():
             outlet_events[MODEL_PROMOTED].extra = extra
             return extra
 
-        entry = promote_or_reject(evaluation)
-        promoted(entry) >> signal_promotion(entry)
+        entry = promote_or_reject(evaluation, dataset)
+        signal_promotion(entry)
         return entry
 
     @task
@@ -184,7 +178,7 @@ def retrain():
     dataset = build_dataset()
     check_cooldown() >> dataset
     trained = train(dataset)
-    entry = decide(evaluate(trained))
+    entry = decide(evaluate(trained), dataset)
     report(dataset, trained, entry)
 
 

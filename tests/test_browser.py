@@ -110,7 +110,14 @@ def _registry(local_stack):
     return Registry(local_stack.settings)
 
 
+def _trigger_and_wait(client: AirflowClient, dag_id: str, conf: dict) -> dict:
+    """A run triggered through the API (not the part under test), waited for."""
+    run = client.trigger(dag_id, conf)
+    return client.wait_for_run(dag_id, run["dag_run_id"], timeout=900)
+
+
 def _wait_for_manual_run(client: AirflowClient, dag_id: str, before: set[str], timeout: float = 900) -> dict:
+    """The run a click in the UI started (its id is unknown to the test), waited for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         new = [run for run in client.list_runs(dag_id) if run["dag_run_id"] not in before]
@@ -168,17 +175,12 @@ def test_mlflow_manual_rollback_is_what_batch_score_uses(local_stack, seeded, st
     client = local_stack.airflow()
     registry = _registry(local_stack)
     if registry.champion() is None:  # the first test did not run (e.g. -k): make the first model here
-        before = {run["dag_run_id"] for run in client.list_runs("retrain")}
-        client.trigger("retrain", {"force": True})
-        assert _wait_for_manual_run(client, "retrain", before)["state"] == "success"
+        assert _trigger_and_wait(client, "retrain", {"force": True})["state"] == "success"
     # a second version, then an audited rollback to it: version 1 becomes "the previous version"
-    before = {run["dag_run_id"] for run in client.list_runs("retrain")}
-    client.trigger("retrain", {"force": True, "window_days": 3})
-    assert _wait_for_manual_run(client, "retrain", before)["state"] == "success"
+    assert _trigger_and_wait(client, "retrain", {"force": True, "window_days": 3})["state"] == "success"
     newest = max(int(v.version) for v in registry.client.search_model_versions(f"name='{MODEL}'"))
-    before = {run["dag_run_id"] for run in client.list_runs("rollback_model")}
-    client.trigger("rollback_model", {"version": newest, "reason": "browser test: try the newest version"})
-    assert _wait_for_manual_run(client, "rollback_model", before, timeout=300)["state"] == "success"
+    rollback = {"version": newest, "reason": "browser test: try the newest version"}
+    assert _trigger_and_wait(client, "rollback_model", rollback)["state"] == "success"
     assert registry.champion().version == str(newest)
     previous = registry.previous_champion()
     assert previous is not None and previous != str(newest)
@@ -201,9 +203,7 @@ def test_mlflow_manual_rollback_is_what_batch_score_uses(local_stack, seeded, st
     assert registry.champion().version == previous  # the registry is the truth
 
     scored_day = DAYS[-1]
-    before = {run["dag_run_id"] for run in client.list_runs("batch_score")}
-    client.trigger("batch_score", {"day": scored_day.isoformat()})
-    run = _wait_for_manual_run(client, "batch_score", before)
+    run = _trigger_and_wait(client, "batch_score", {"day": scored_day.isoformat()})
     assert run["state"] == "success", client.task_instances("batch_score", run["dag_run_id"])
     versions = Lake(settings).read_partition(PREDICTIONS, scored_day, columns=["model_version"]).to_pandas()
     assert set(versions["model_version"].astype(str)) == {previous}

@@ -182,7 +182,6 @@ class DemoDriver:
     def follow(self, started: float) -> None:
         """Print each day, retrain and scoring as it finishes; start scoring once there is a champion."""
         days = [d.isoformat() for d in self.plan.dates]
-        reported: set[tuple[str, str]] = set()
         retrains_seen: set[str] = set()
         scoring_days: list[str] | None = None
         last_note = time.monotonic()
@@ -191,21 +190,23 @@ class DemoDriver:
             states = {dag_id: {r["logical_date"][:10]: r for r in found} for dag_id, found in runs.items()}
             for day in days:
                 finished = [states[dag_id].get(day) for dag_id in INGESTION_DAGS]
-                if ("ingest", day) in reported or not all(r and r["state"] in TERMINAL_RUN_STATES for r in finished):
+                if self.done(day, INGESTION_DAGS[0]) or not all(
+                    r and r["state"] in TERMINAL_RUN_STATES for r in finished
+                ):
                     continue
-                reported.add(("ingest", day))
-                record = DayRecord(
-                    day, runs={dag: run["state"] for dag, run in zip(INGESTION_DAGS, finished, strict=True)}
-                )
-                self.records[day] = record
+                record = self.records.setdefault(day, DayRecord(day))
+                record.runs.update({dag: run["state"] for dag, run in zip(INGESTION_DAGS, finished, strict=True)})
                 self.echo(f"[{day}] {self.describe_ingestion(date.fromisoformat(day), record)}")
                 self.raise_on_failure(INGESTION_DAGS, finished)
             retrain_runs = self.client.list_runs("retrain")
+            retrained = False
             for run in sorted(retrain_runs, key=lambda r: r["run_after"]):
                 if run["state"] in TERMINAL_RUN_STATES and run["dag_run_id"] not in retrains_seen:
                     retrains_seen.add(run["dag_run_id"])
+                    retrained = True
                     self.echo(f"[retrain] {self.describe_retrain(run)}")
-            if scoring_days is None and (start := self.scoring_start()) is not None:
+            # a first champion can only appear when a retrain finished: read the audit log only then
+            if scoring_days is None and retrained and (start := self.scoring_start()) is not None:
                 scoring_days = [day for day in days if day >= start.isoformat()]
                 if scoring_days:
                     self.echo(
@@ -217,25 +218,28 @@ class DemoDriver:
             scored = {r["logical_date"][:10]: r for r in self.client.backfill_runs("batch_score", scoring_days or [])}
             for day in scoring_days or []:
                 run = scored.get(day)
-                if ("score", day) in reported or not run or run["state"] not in TERMINAL_RUN_STATES:
+                if self.done(day, "batch_score") or not run or run["state"] not in TERMINAL_RUN_STATES:
                     continue
-                reported.add(("score", day))
                 self.records.setdefault(day, DayRecord(day)).runs["batch_score"] = run["state"]
                 self.echo(f"[{day}] {self.describe_scoring(date.fromisoformat(day), run['state'])}")
                 self.raise_on_failure(["batch_score"], [run])
-            ingested = all(("ingest", day) in reported for day in days)
+            ingested = all(self.done(day, INGESTION_DAGS[0]) for day in days)
             retrain_busy = bool(self.client.queued_asset_events("retrain")) or any(
                 run["state"] not in TERMINAL_RUN_STATES for run in retrain_runs
             )
-            scoring_done = all(("score", day) in reported for day in scoring_days or [])
+            scoring_done = all(self.done(day, "batch_score") for day in scoring_days or [])
             if ingested and not retrain_busy and scoring_done and (scoring_days is not None or not retrains_seen):
                 return
             if time.monotonic() - started > self.timeout_s:
                 raise TimeoutError(f"the demo did not finish within {self.timeout_s:.0f}s")
             if time.monotonic() - last_note > PROGRESS_EVERY_S:
-                self.echo(self.progress(days, reported, retrain_runs, scoring_days, started))
+                self.echo(self.progress(days, retrain_runs, scoring_days, started))
                 last_note = time.monotonic()
             time.sleep(POLL_S)
+
+    def done(self, day: str, dag_id: str) -> bool:
+        """Whether the run of ``dag_id`` for ``day`` has finished and been reported."""
+        return dag_id in self.records.get(day, DayRecord(day)).runs
 
     def scoring_start(self) -> date | None:
         """The data day of the first promotion: scoring starts there (no model, nothing to score before)."""
@@ -256,9 +260,9 @@ class DemoDriver:
                 )
 
     def progress(
-        self, days: list[str], reported: set[tuple[str, str]], retrain_runs: list[dict], scoring_days, started: float
+        self, days: list[str], retrain_runs: list[dict], scoring_days: list[str] | None, started: float
     ) -> str:
-        ingested = sum(1 for day in days if ("ingest", day) in reported)
+        ingested = sum(1 for day in days if self.done(day, INGESTION_DAGS[0]))
         active = [r for r in retrain_runs if r["state"] not in TERMINAL_RUN_STATES]
         retrain = "idle"
         if active:
@@ -268,7 +272,7 @@ class DemoDriver:
         scoring = (
             "waiting for a champion"
             if scoring_days is None
-            else (f"{sum(1 for day in scoring_days if ('score', day) in reported)}/{len(scoring_days)} days")
+            else (f"{sum(1 for day in scoring_days if self.done(day, 'batch_score'))}/{len(scoring_days)} days")
         )
         return (
             f"  … {time.monotonic() - started:.0f}s: ingested {ingested}/{len(days)} days · retrain {retrain}"
