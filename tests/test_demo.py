@@ -6,34 +6,72 @@ the outcome back from S3, the MLflow registry, the audit log and the Airflow API
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 
 import pytest
+from pii_scan import PiiScanner, ScanReport
 
 from training_lib.demo import FAST, DemoDriver, format_summary
 from training_lib.simulate import Simulator
+from training_lib.stack import LOOPBACK, LocalStack, listening_addresses
 from training_lib.storage import (
+    AUDIT_REGISTRY,
     LABELS,
+    LANDING_TRANSACTIONS,
     PREDICTIONS,
     QUARANTINE_LABELS,
     QUARANTINE_TRANSACTIONS,
     REPORTS_DRIFT,
+    REPORTS_QUALITY,
+    REPORTS_SCORING,
     VALIDATED_TRANSACTIONS,
     Lake,
     partition_prefix,
+    s3_client,
 )
+from training_lib.train import DATASETS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STACK_SETTINGS = dict(FAST.profile)  # the stack's processes run with the demo's scenario settings
 PLAN = FAST
+# Where card numbers and names may live (training_lib/storage.py): files as delivered, validated rows and
+# quarantined rows. The label store (LABELS: trans_num, is_fraud, confirmed_at) holds none and is scanned.
+PRIVATE_ZONES = ("landing/", "validated/", "quarantine/")
+LISTEN_SAMPLE_S = 2.0
+
+
+class ListeningSampler(threading.Thread):
+    """Records every TCP listening address of the stack's processes (and their children: task processes,
+    log servers) while the demo runs."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.stop = threading.Event()
+        self.seen: set[tuple[str, int]] = set()
+        self.samples = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            pids = [pid for pid in self.stack.running().values() if pid]
+            self.seen |= listening_addresses(pids)
+            self.samples += 1
+            self.stop.wait(LISTEN_SAMPLE_S)
 
 
 @pytest.fixture(scope="module")
 def demo(local_stack) -> dict:
     lines: list[str] = []
-    summary = DemoDriver(local_stack.settings, local_stack.airflow(), PLAN, echo=lines.append).run()
-    return {"summary": summary, "lines": lines}
+    sampler = ListeningSampler(LocalStack(local_stack.settings, echo=lambda _: None))
+    sampler.start()
+    try:
+        summary = DemoDriver(local_stack.settings, local_stack.airflow(), PLAN, echo=lines.append).run()
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    return {"summary": summary, "lines": lines, "listening": sampler.seen, "listening_samples": sampler.samples}
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +169,48 @@ def test_progress_and_summary_are_printed(demo) -> None:
     # the printed report links open in a browser without S3 credentials (presigned)
     with urllib.request.urlopen(demo["summary"]["links"]["latest_drift_report"], timeout=60) as response:  # noqa: S310
         assert b"<html" in response.read(3000).lower()
+
+
+def test_every_process_listened_on_loopback_only_during_the_demo(local_stack, demo) -> None:
+    settings = local_stack.settings
+    ports = {port for _host, port in demo["listening"]}
+    assert demo["listening_samples"] > 1
+    for url in (settings.s3_endpoint_url, settings.mlflow_tracking_uri, settings.airflow_api_url):
+        assert int(url.rsplit(":", 1)[1]) in ports, (url, demo["listening"])
+    # no log server (8793/8794), health server or task process bound another address at any sample
+    assert {host for host, _port in demo["listening"]} == {LOOPBACK}, demo["listening"]
+
+
+def test_nothing_the_platform_wrote_carries_a_card_number_or_a_name(
+    local_stack, demo, lake: Lake, simulator: Simulator
+) -> None:
+    """Every S3 object outside the private zones, every file of the stack's state folder (service logs,
+    Airflow task logs, the Airflow and MLflow databases) and the demo's printed output."""
+    scanner = PiiScanner.from_simulator(simulator)
+    settings = local_stack.settings
+    # The scanner knows the input: it does find cards and names where they are allowed to be.
+    day = PLAN.dates[0]
+    landing = scanner.scan_bytes(lake.get_bytes(lake.landing_files(LANDING_TRANSACTIONS, day)[0]), "landing")
+    assert {f.kind for f in landing} >= {"card number", "full name"}
+    validated_part = lake.partition_manifest(VALIDATED_TRANSACTIONS, day)["files"][0]
+    validated = scanner.scan_bytes(lake.get_bytes(validated_part), "validated")
+    assert {f.kind for f in validated} >= {"card number", "last name"}
+
+    bucket = scanner.scan_bucket(s3_client(settings), settings.bucket, skip_prefixes=PRIVATE_ZONES)
+    local = scanner.scan_tree(settings.state_dir)
+    printed = ScanReport(scanner.scan_text("\n".join([*demo["lines"], format_summary(demo["summary"])]), "demo output"))
+    findings = ScanReport().extend(bucket).extend(local).extend(printed)
+    assert not findings.findings, findings.summary()
+
+    # The scan read what the platform writes: reports, predictions, datasets, audit log, MLflow artifacts ...
+    for prefix in (PREDICTIONS, REPORTS_QUALITY, REPORTS_DRIFT, REPORTS_SCORING, LABELS, AUDIT_REGISTRY, DATASETS):
+        assert any(key.startswith(f"{prefix}/") for key in bucket.scanned), prefix
+    assert any(key.startswith("mlflow/") and key.endswith("/model.pkl") for key in bucket.scanned)
+    assert any(key.endswith(".html") for key in bucket.scanned if key.startswith(f"{REPORTS_DRIFT}/"))
+    assert not [key for key in bucket.scanned if key.startswith(PRIVATE_ZONES)]
+    # ... and the stack's databases and logs.
+    assert {"mlflow/mlflow.db", "airflow/airflow.db", "logs/airflow-scheduler.log"} <= set(local.scanned)
+    task_logs = [path for path in local.scanned if path.startswith("airflow/logs/dag_id=")]
+    assert any("dag_id=retrain/" in path for path in task_logs) and any(
+        "dag_id=batch_score/" in path for path in task_logs
+    )

@@ -42,9 +42,14 @@ def test_services_listen_on_loopback_only(local_stack) -> None:
     addresses = listening_addresses([pid for pid in _pids(local_stack).values() if pid])
     ports = {port for _host, port in addresses}
     settings = local_stack.settings
-    for url in (settings.s3_endpoint_url, settings.mlflow_tracking_uri, settings.airflow_api_url):
+    urls = (settings.s3_endpoint_url, settings.mlflow_tracking_uri, settings.airflow_api_url)
+    for url in urls:
         assert int(url.rsplit(":", 1)[1]) in ports, f"{url} is not among our listening sockets {addresses}"
     assert {host for host, _port in addresses} == {"127.0.0.1"}, addresses
+    # Nothing else listens, not even on loopback: the scheduler's and triggerer's log servers
+    # ([logging] worker_log_server_port 8793 / trigger_log_server_port 8794, which bind every interface)
+    # and the scheduler's health server are off; the execution API is served by the API server itself.
+    assert ports == {int(url.rsplit(":", 1)[1]) for url in urls}, addresses
 
 
 def test_s3_object_round_trip_through_boto3(local_stack) -> None:
@@ -97,6 +102,38 @@ def test_airflow_api_rejects_calls_without_a_token(local_stack) -> None:
     with pytest.raises(AirflowApiError) as error:
         anonymous.token()
     assert error.value.status == 401
+
+
+def test_airflow_execution_api_rejects_missing_forged_and_user_tokens(local_stack) -> None:
+    """The execution API (what task processes call; it hands out connections and variables) is mounted on
+    the API server: no token, a token signed with another key and a user's REST token are all refused."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    import jwt
+
+    base = local_stack.settings.airflow_api_url
+
+    def status(path: str, token: str | None = None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(base + path, headers=headers)  # noqa: S310 - the local stack
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert status("/execution/health") == 200  # mounted and answering: the refusals below are not 404s
+    secrets = ["/execution/connections/aws_default", "/execution/variables/any", "/execution/task-instances/count"]
+    assert {path: status(path) for path in secrets} == dict.fromkeys(secrets, 401)
+    user_token = local_stack.airflow().token()
+    assert status("/api/v2/dags", user_token) == 200
+    assert status(secrets[0], user_token) == 403  # a user's token is no task identity
+    claims = {"sub": "admin", "iat": int(time.time()), "nbf": int(time.time()), "exp": int(time.time()) + 600}
+    forged = jwt.encode(claims, "not-the-stack-secret-" * 4, algorithm="HS512")
+    assert status("/api/v2/dags", forged) in (401, 403)
+    assert status(secrets[0], forged) in (401, 403)
 
 
 def test_fraud_models_page_needs_a_login_and_renders_before_any_model(local_stack) -> None:
