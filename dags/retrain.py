@@ -61,11 +61,13 @@ def retrain():
     @task.short_circuit
     def check_cooldown() -> bool:
         from training_lib.config import load_settings
+        from training_lib.health import require_mlflow
         from training_lib.registry import Registry
         from training_lib.train import cooldown_remaining, retrain_data_day
 
         context = get_current_context()
         settings = load_settings()
+        require_mlflow(settings)  # fail at the start, naming MLFLOW_TRACKING_URI, not minutes into training
         if context["params"].get("force"):
             print("force=true: the cooldown does not apply")
             return True
@@ -102,10 +104,12 @@ def retrain():
         @task
         def fit_and_register(dataset: dict) -> dict:
             from training_lib.config import load_settings
+            from training_lib.health import require_mlflow
             from training_lib.train import load_dataset, train_and_log
 
             context = get_current_context()
             settings = load_settings()
+            require_mlflow(settings)
             info, parts = load_dataset(settings, dataset["dataset_id"])
             tags = {"airflow_dag_run": context["run_id"], "trigger": _trigger(context)}
             return train_and_log(settings, info, parts, tags=tags)

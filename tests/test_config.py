@@ -61,11 +61,24 @@ def test_real_aws_is_an_empty_endpoint_and_the_default_credential_chain() -> Non
         ("FRAUD_S3_ENDPOINT_URL", "127.0.0.1:5001"),
         ("FRAUD_AIRFLOW_API_URL", ""),
         ("FRAUD_MODEL_NAME", "  "),
+        ("FRAUD_S3_MAX_ATTEMPTS", "0"),
+        ("FRAUD_S3_READ_TIMEOUT_S", "0"),
     ],
 )
 def test_bad_values_raise_an_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings({variable: value})
+
+
+def test_the_s3_client_uses_the_configured_timeouts_and_attempts() -> None:
+    from training_lib.storage import s3_client
+
+    settings = load_settings(
+        {"FRAUD_S3_CONNECT_TIMEOUT_S": "2", "FRAUD_S3_READ_TIMEOUT_S": "7.5", "FRAUD_S3_MAX_ATTEMPTS": "3"}
+    )
+    config = s3_client(settings).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 7.5)
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}  # the first try included
 
 
 def test_a_gate_that_passes_anything_is_refused() -> None:

@@ -94,6 +94,13 @@ def _parse_positive_int(value: str) -> int:
     return number
 
 
+def _parse_attempts(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"expected at least 1 attempt, got {number}")
+    return number
+
+
 def _parse_positive_float(value: str) -> float:
     number = float(value)
     if not number > 0:
@@ -112,6 +119,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "state_dir": lambda v: Path(v).expanduser().resolve(),
     "bucket": _parse_bucket,
     "s3_endpoint_url": _parse_optional_url,
+    "s3_connect_timeout_s": _parse_positive_float,
+    "s3_read_timeout_s": _parse_positive_float,
+    "s3_max_attempts": _parse_attempts,
     "mlflow_tracking_uri": lambda v: v.strip().rstrip("/"),
     "airflow_api_url": _parse_url,
     "embedded_services": _parse_services,
@@ -151,6 +161,19 @@ class Settings:
         "AWS_ACCESS_KEY_ID", None, "S3 key id. Unset: boto3's credential chain (dummy keys for moto)."
     )
     aws_secret_access_key: str | None = _env_field("AWS_SECRET_ACCESS_KEY", None, "S3 secret key.")
+    s3_connect_timeout_s: float = _env_field(
+        "FRAUD_S3_CONNECT_TIMEOUT_S", 5.0, "Seconds the S3 client waits to connect before an attempt fails."
+    )
+    s3_read_timeout_s: float = _env_field(
+        "FRAUD_S3_READ_TIMEOUT_S",
+        60.0,
+        "Seconds the S3 client waits for an answer before an attempt fails (a hung server is given up on).",
+    )
+    s3_max_attempts: int = _env_field(
+        "FRAUD_S3_MAX_ATTEMPTS",
+        5,
+        "Attempts per S3 request (boto3 standard retries, first one included); then the task fails (Airflow retries).",
+    )
     mlflow_tracking_uri: str = _env_field(
         "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "MLflow tracking and registry server."
     )

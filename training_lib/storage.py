@@ -60,7 +60,11 @@ def partition_prefix(dataset: str, day: date) -> str:
 
 
 def s3_client(settings: Settings | None = None) -> S3Client:
-    """A boto3 S3 client for the configured endpoint, region and (optional) explicit keys."""
+    """A boto3 S3 client for the configured endpoint, region and (optional) explicit keys.
+
+    Timeouts and attempts come from the settings (``FRAUD_S3_*``): a server that accepts connections but
+    never answers (hung, frozen) fails the request after ``max_attempts * read_timeout`` plus backoff, so
+    the task fails and Airflow retries it, instead of the task hanging."""
     import boto3
     from botocore.config import Config
 
@@ -72,7 +76,11 @@ def s3_client(settings: Settings | None = None) -> S3Client:
         region_name=settings.aws_region,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        config=Config(
+            retries={"total_max_attempts": settings.s3_max_attempts, "mode": "standard"},
+            connect_timeout=settings.s3_connect_timeout_s,
+            read_timeout=settings.s3_read_timeout_s,
+        ),
     )
 
 
