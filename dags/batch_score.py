@@ -17,8 +17,9 @@ or by hand with the **Day to process** parameter.
 2. **score** — resolves `models:/<name>@champion` at run time (a move of the alias in the MLflow UI
    applies to the next run), scores the day in card buckets of bounded memory and publishes
    `predictions/dt=D/` atomically (manifest + `_SUCCESS`): trans_num, card token (no card number),
-   amount, category, score, decision (the version's stored threshold), model name and version, run id,
-   scored_at. Re-running a day replaces the partition. Summary: `reports/scoring/dt=D/summary.json`.
+   amount, category, score, decision (the version's stored threshold), model name and version; run id
+   and time in the manifest. Re-running a day with the same champion leaves the partition unchanged.
+   Summary: `reports/scoring/dt=D/summary.json`.
 3. **alert_rate_check** — notifies (log, or `FRAUD_NOTIFY_WEBHOOK_URL`) when the day alerts more than
    `FRAUD_ALERT_RATE_FACTOR` × `FRAUD_ALERT_BUDGET`.
 4. **realized_quality** — for scored days whose labels have matured: precision, recall, PR-AUC into

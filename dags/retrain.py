@@ -72,7 +72,7 @@ def retrain():
             print("force=true: the cooldown does not apply")
             return True
         data_day = retrain_data_day(settings, _triggering_days(context))
-        last = Registry(settings).last_retrain_data_day()
+        last = Registry(settings).last_retrain_data_day(excluding_actor=_actor(context))
         wait = cooldown_remaining(last, data_day, settings.retrain_cooldown_days)
         if wait:
             print(
@@ -93,7 +93,8 @@ def retrain():
             context = get_current_context()
             settings = load_settings()
             data_day = retrain_data_day(settings, _triggering_days(context))
-            info, _parts = build_dataset(settings, context["params"].get("window_days"), end=data_day)
+            window = context["params"].get("window_days")
+            info, _parts = build_dataset(settings, window, end=data_day, run_key=context["run_id"])
             # the day the dataset was built as of: the decision records it (for the next cooldown check)
             return {**asdict(info), "data_day": data_day.isoformat() if data_day else None}
 
@@ -105,11 +106,14 @@ def retrain():
         def fit_and_register(dataset: dict) -> dict:
             from training_lib.config import load_settings
             from training_lib.health import require_mlflow
-            from training_lib.train import load_dataset, train_and_log
+            from training_lib.train import load_dataset, train_and_log, trained_for_dataset
 
             context = get_current_context()
             settings = load_settings()
             require_mlflow(settings)
+            earlier = trained_for_dataset(settings, dataset["dataset_id"])  # a re-run of this run
+            if earlier:
+                return earlier
             info, parts = load_dataset(settings, dataset["dataset_id"])
             tags = {"airflow_dag_run": context["run_id"], "trigger": _trigger(context)}
             return train_and_log(settings, info, parts, tags=tags)
@@ -147,13 +151,15 @@ def retrain():
                 evaluation["candidate_version"],
                 decision,
                 evaluation=evaluation,
-                actor=f"airflow:retrain/{context['run_id']}",
+                actor=_actor(context),
             )
 
         @task(outlets=[MODEL_PROMOTED])
         def signal_promotion(entry: dict, *, outlet_events=None) -> dict:
             if entry["kind"] != "promotion":
                 raise AirflowSkipException(f"version {entry['candidate_version']} was not promoted")
+            if entry.get("replayed"):
+                raise AirflowSkipException(f"version {entry['candidate_version']} was promoted by an earlier try")
             extra = {
                 "version": entry["candidate_version"],
                 "previous": entry.get("previous_champion_version"),
@@ -184,6 +190,11 @@ def retrain():
     trained = train(dataset)
     entry = decide(evaluate(trained), dataset)
     report(dataset, trained, entry)
+
+
+def _actor(context) -> str:
+    """Who decides, in the audit log: this run (a re-run of it finds its own decision and repeats nothing)."""
+    return f"airflow:retrain/{context['run_id']}"
 
 
 def _triggering_days(context) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from _platform import DEFAULT_ARGS, MODEL_PROMOTED, START_DATE
 from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 DOC = """
 ### Roll the champion back
@@ -59,6 +60,8 @@ def rollback_model():
             reason=params["reason"],
             actor=f"airflow:rollback_model/{context['run_id']} by {user}",
         )
+        if entry.get("replayed"):
+            raise AirflowSkipException(f"this run rolled back to version {entry.get('to_version')} already")
         outlet_events[MODEL_PROMOTED].extra = {
             "version": entry.get("to_version"),
             "previous": entry.get("from_version"),

@@ -70,7 +70,7 @@ def test_one_row_per_validated_transaction_all_with_the_champion(lake, simulator
     assert predictions["trans_num"].is_unique
     assert set(predictions["trans_num"]) == set(validated["trans_num"])
     assert set(predictions["model_version"]) == {champion_version}
-    assert set(predictions["scoring_run_id"]) == {"test-run-1"}
+    assert lake.partition_manifest(PREDICTIONS, SCORED)["metadata"]["scoring_run_id"] == "test-run-1"
     assert lake.exists(f"predictions/dt={SCORED.isoformat()}/_SUCCESS")
     assert scored["buckets"] >= 2
 
@@ -110,18 +110,17 @@ def test_card_tokens_are_stable_and_hold_no_card_number(lake, simulator, scored)
         assert value not in text
 
 
-def test_rerunning_a_day_gives_an_identical_partition(local_stack, lake, scored) -> None:
+def test_rerunning_a_day_leaves_the_partition_unchanged(local_stack, lake, scored) -> None:
     from training_lib.scoring import score_day
 
-    before = _predictions(lake).drop(columns=["scoring_run_id", "scored_at"]).sort_values("trans_num")
-    score_day(local_stack.settings, SCORED, run_id="test-run-2")
-    after = _predictions(lake)
-    assert set(after["scoring_run_id"]) == {"test-run-2"}
-    after = after.drop(columns=["scoring_run_id", "scored_at"]).sort_values("trans_num")
-    assert after.reset_index(drop=True).equals(before.reset_index(drop=True))
     manifest = lake.partition_manifest(PREDICTIONS, SCORED)
+    before = {key: lake.get_bytes(key) for key in manifest["files"]}
+    summary = score_day(local_stack.settings, SCORED, run_id="test-run-2")
+    assert summary["partition_unchanged"] and summary["partition_version"] == manifest["version"]
+    assert lake.partition_manifest(PREDICTIONS, SCORED) == manifest  # same version, same provenance
     parts = [k for k in lake.list_keys(f"predictions/dt={SCORED.isoformat()}/") if "/part-" in k]
-    assert sorted(parts) == sorted(manifest["files"])
+    assert sorted(parts) == sorted(manifest["files"])  # the re-run's staged parts were discarded
+    assert {key: lake.get_bytes(key) for key in parts} == before
 
 
 def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored) -> None:
@@ -145,7 +144,7 @@ def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored
     assert lake.partition_manifest(PREDICTIONS, SCORED) == before
     parts = [k for k in lake.list_keys(f"predictions/dt={SCORED.isoformat()}/") if "/part-" in k]
     assert sorted(parts) == sorted(before["files"])
-    assert "test-run-broken" not in set(_predictions(lake)["scoring_run_id"])
+    assert lake.partition_manifest(PREDICTIONS, SCORED)["metadata"]["scoring_run_id"] != "test-run-broken"
 
 
 def test_moving_the_alias_between_runs_changes_the_model_version(local_stack, lake, champion_version, scored) -> None:
@@ -177,8 +176,13 @@ def test_batch_score_dag_scores_a_day_end_to_end(local_stack, lake, scored) -> N
     states = {ti["task_id"]: ti["state"] for ti in client.task_instances("batch_score", run["dag_run_id"])}
     assert final["state"] == "success", states
     predictions = _predictions(lake)
-    assert set(predictions["scoring_run_id"]) == {run["dag_run_id"]}
-    assert set(predictions["model_version"]) == {Registry(local_stack.settings).champion().version}
+    champion = Registry(local_stack.settings).champion().version
+    assert set(predictions["model_version"]) == {champion}
+    manifest = lake.partition_manifest(PREDICTIONS, SCORED)
+    # a new champion since the earlier runs: a new version; else the same content was kept
+    scored_by = lake.get_json(lake.report_key(REPORTS_SCORING, SCORED, "summary.json"))["scoring_run_id"]
+    assert scored_by == run["dag_run_id"]
+    assert manifest["metadata"]["model_version"] == champion
     assert len(predictions) == lake.partition_manifest(VALIDATED_TRANSACTIONS, SCORED)["rows"]
     assert states["monitoring.realized_quality"] == "success"
     performance = lake.get_json(lake.report_key(REPORTS_PERFORMANCE, labelled_day, "summary.json"))

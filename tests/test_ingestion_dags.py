@@ -151,29 +151,20 @@ def test_labels_are_stored_and_signal_new_labels(local_stack, landed: Lake, simu
     assert events[0]["extra"]["count"] == len(stored)
 
 
-def test_rerunning_a_day_replaces_its_partitions(local_stack, landed: Lake, labels_runs) -> None:
+def test_rerunning_a_day_leaves_its_partitions_unchanged(local_stack, landed: Lake, labels_runs) -> None:
     before = landed.partition_manifest(VALIDATED_TRANSACTIONS, DAY2)
     rows_before = landed.read_partition(VALIDATED_TRANSACTIONS, DAY2).to_pandas()
     client = local_stack.airflow()
+    previous = client.backfill_runs("transactions_daily", [DAYS[1]])
     client.create_backfill("transactions_daily", DAYS[1], DAYS[1], reprocess="completed")
-
-    def rerun_finished() -> dict | None:
-        manifest = landed.partition_manifest(VALIDATED_TRANSACTIONS, DAY2)
-        runs = client.backfill_runs("transactions_daily", [DAYS[1]])
-        if manifest["version"] != before["version"] and runs and runs[0]["state"] in {"success", "failed"}:
-            return runs[0]
-        return None
-
-    from training_lib.airflow_client import _poll
-
-    run = _poll(rerun_finished, 600, "the re-run of day 2")
+    [run] = client.wait_for_backfill("transactions_daily", [DAYS[1]], timeout=600, rerun_of=previous)
     assert run["state"] == "success"
     after = landed.partition_manifest(VALIDATED_TRANSACTIONS, DAY2)
     rows_after = landed.read_partition(VALIDATED_TRANSACTIONS, DAY2).to_pandas()
-    assert after["rows"] == before["rows"]
+    assert after == before  # identical content: the version is kept, nothing rewritten
     pd.testing.assert_frame_equal(
         rows_after.sort_values("trans_num").reset_index(drop=True),
         rows_before.sort_values("trans_num").reset_index(drop=True),
     )
     parts = [k for k in landed.list_keys(partition_prefix(VALIDATED_TRANSACTIONS, DAY2) + "/") if "part-" in k]
-    assert sorted(parts) == sorted(after["files"])  # the old version's files are gone
+    assert sorted(parts) == sorted(after["files"])  # the re-run staged parts and discarded them

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -80,8 +80,6 @@ def publish_predictions(lake: Lake, day: date, data: dict[str, np.ndarray], vers
             "decision": data["decision"],
             "model_name": ["fraud-detector"] * n,
             "model_version": [versions[i % len(versions)] for i in range(n)],
-            "scoring_run_id": ["run-1"] * n,
-            "scored_at": [datetime(day.year, day.month, day.day, 23, 0, tzinfo=UTC)] * n,
         },
         schema=PREDICTION_SCHEMA,
     )

@@ -247,6 +247,21 @@ def test_better_challenger_is_promoted(registry: Registry) -> None:
     assert [e["kind"] for e in registry.history()] == ["promotion", "promotion"]
 
 
+def test_a_rerun_of_the_deciding_run_moves_nothing_again(registry: Registry) -> None:
+    v1, v2 = make_versions(registry, 2)
+    promote_first(registry, v1, 0.79)
+    run = "airflow:retrain/manual__2026-03-02"
+    entry = registry.record_decision(v2, registry.gate(0.812, 0.79), evaluation=EVALUATION, actor=run)
+    history = registry.history()
+    # the re-run evaluates against the champion it promoted itself: the audited decision stands
+    again = registry.record_decision(v2, registry.gate(0.812, None), evaluation=EVALUATION, actor=run)
+    assert again == {**entry, "replayed": True}
+    assert registry.history() == history and aliases(registry) == {CHAMPION: v2}
+    assert registry.decision_by(run, v2) == entry and registry.decision_by(ACTOR, v2) is None
+    with pytest.raises(ValueError, match="already the champion"):  # another actor is still refused
+        registry.record_decision(v2, registry.gate(0.9, 0.812), evaluation=EVALUATION, actor=ACTOR)
+
+
 def test_worse_challenger_is_rejected(registry: Registry) -> None:
     v1, v2 = make_versions(registry, 2)
     promote_first(registry, v1, 0.79)
@@ -280,7 +295,7 @@ def test_inconsistent_decisions_are_refused(registry: Registry) -> None:
         forged = GateDecision(True, "trust me", 0.6, 0.7, FLOOR, MARGIN)
         registry.record_decision(v2, forged, evaluation={}, actor=ACTOR)
     with pytest.raises(ValueError, match=f"version {v1} is already the champion"):
-        registry.record_decision(v1, registry.gate(0.9, 0.7), evaluation={}, actor=ACTOR)
+        registry.record_decision(v1, registry.gate(0.9, 0.7), evaluation={}, actor="user:bob")
     with pytest.raises(ValueError, match=f"against champion version {v3}"):
         registry.record_decision(v2, registry.gate(0.9, 0.7), evaluation={}, actor=ACTOR, compared_with=v3)
     with pytest.raises(ValueError, match=f"version {v3_untagged} has no 'threshold' tag"):
@@ -369,6 +384,18 @@ def test_rollback(registry: Registry) -> None:
     assert registry.alias_moves_outside_platform() == []
 
 
+def test_a_rerun_of_a_rollback_run_rolls_back_once(registry: Registry) -> None:
+    v1, v2 = make_versions(registry, 2)
+    promote_first(registry, v1, 0.7)
+    registry.record_decision(v2, registry.gate(0.9, 0.7), evaluation=EVALUATION, actor=ACTOR)
+    run = "airflow:rollback_model/manual__2026-03-03 by alice"
+    entry = registry.rollback(reason="bad alerts", actor=run)
+    history = registry.history()
+    again = registry.rollback(reason="bad alerts", actor=run)  # not back to v2
+    assert again == {**entry, "replayed": True}
+    assert aliases(registry) == {CHAMPION: v1} and registry.history() == history
+
+
 def test_rollback_onto_the_challenger_removes_that_alias(registry: Registry) -> None:
     v1, v2 = make_versions(registry, 2)
     promote_first(registry, v1, 0.7)
@@ -436,8 +463,11 @@ def test_last_retrain_data_day(registry: Registry) -> None:
     assert registry.last_retrain_data_day() == date(2026, 3, 12)
     registry.rollback(v2, reason="manual", actor="user:alice")  # a rollback is not a retrain
     assert registry.last_retrain_data_day() == date(2026, 3, 12)
-    registry.record_decision(v3, registry.gate(0.9, 0.6), evaluation={"data_day": "2026-03-15"}, actor=ACTOR)
+    later_run = "airflow:retrain/manual__2026-03-16"
+    registry.record_decision(v3, registry.gate(0.9, 0.6), evaluation={"data_day": "2026-03-15"}, actor=later_run)
     assert registry.last_retrain_data_day() == date(2026, 3, 15)
+    # a run's own decision does not put a re-run of it inside the cooldown
+    assert registry.last_retrain_data_day(excluding_actor=later_run) == date(2026, 3, 12)
 
 
 def test_alias_moves_outside_platform(registry: Registry) -> None:
@@ -463,11 +493,26 @@ def test_alias_moves_outside_platform(registry: Registry) -> None:
     assert (moved["alias"], moved["registry_version"], moved["audited_version"]) == (CHALLENGER, v1, None)
 
 
-def test_unwritable_audit_log_is_reported_as_an_unaudited_move(registry: Registry, settings: Settings) -> None:
+class WriteDeniedLake(Lake):
+    """The real lake, but every PUT is refused (an S3 policy denying writes)."""
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        raise self._fail("PUT", key, PermissionError("AccessDenied"))
+
+
+def test_unreadable_audit_log_moves_nothing(registry: Registry, settings: Settings) -> None:
     from dataclasses import replace
 
     (v1,) = make_versions(registry, 1)
     broken = Registry(settings, client=registry.client, lake=Lake(replace(settings, bucket="no-such-bucket-here")))
+    with pytest.raises(LakeError, match="no-such-bucket-here"):
+        promote_first(broken, v1)  # it cannot tell whether this run decided already: it decides nothing
+    assert aliases(registry) == {}
+
+
+def test_unwritable_audit_log_is_reported_as_an_unaudited_move(registry: Registry, settings: Settings) -> None:
+    (v1,) = make_versions(registry, 1)
+    broken = Registry(settings, client=registry.client, lake=WriteDeniedLake(settings))
     with pytest.raises(RegistryError, match=r"aliases were moved .* audit entry could not be written"):
         promote_first(broken, v1)
     assert aliases(registry) == {CHAMPION: v1}  # the alias moved first: serving is consistent

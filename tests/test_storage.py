@@ -384,3 +384,16 @@ def test_commit_of_a_version_whose_parts_are_gone_fails_clearly(lake: Lake, data
     with pytest.raises(LakeError, match="stage again"):
         lake.commit_partition(staged)
     assert lake.read_partition(dataset, DAY).num_rows == 4
+
+
+def test_republishing_identical_content_keeps_the_version_and_bytes(lake: Lake, dataset: str) -> None:
+    tables = [make_table(100), make_table(50, start=100)]
+    first = lake.publish_partition(dataset, DAY, tables)
+    before = {key: lake.get_bytes(key) for key in first["files"]}
+    again = lake.publish_partition(dataset, DAY, iter(tables), metadata={"run": "second"})
+    assert again == first  # same version, same manifest (the first run's metadata and published_at)
+    assert lake.partition_manifest(dataset, DAY) == first
+    assert part_keys(lake, dataset) == first["files"]  # the re-run's staged parts were discarded
+    assert {key: lake.get_bytes(key) for key in first["files"]} == before
+    changed = lake.publish_partition(dataset, DAY, [make_table(100), make_table(51, start=100)])
+    assert changed["version"] != first["version"] and changed["content_sha256"] != first["content_sha256"]

@@ -101,6 +101,26 @@ class AirflowClient:
 
         return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
+    def clear_run(self, dag_id: str, run_id: str) -> list[dict]:
+        """Clear every task instance of a run (the UI's "Clear" on a run): the whole run runs again."""
+        body = {"dag_run_id": run_id, "dry_run": False, "only_failed": False, "reset_dag_runs": True}
+        return self._request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
+
+    def rerun(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict:
+        """Clear a finished run and wait until it has run again; returns the final run record."""
+        before = {ti["task_id"]: ti.get("try_number") or 0 for ti in self.task_instances(dag_id, run_id)}
+        self.clear_run(dag_id, run_id)
+
+        def finished() -> dict | None:
+            run = self.get_run(dag_id, run_id)
+            if run["state"] not in TERMINAL_RUN_STATES:
+                return None
+            tries = {ti["task_id"]: ti.get("try_number") or 0 for ti in self.task_instances(dag_id, run_id)}
+            ran_again = all(tries.get(task, 0) > count for task, count in before.items() if count)
+            return run if ran_again else None
+
+        return _poll(finished, timeout, f"{dag_id} run {run_id} to run again", interval=2.0)
+
     def create_backfill(
         self,
         dag_id: str,
@@ -145,12 +165,22 @@ class AirflowClient:
                 latest[day] = run
         return [latest[day] for day in sorted(latest)]
 
-    def wait_for_backfill(self, dag_id: str, days: list[str], timeout: float = 900.0) -> list[dict]:
-        """Wait until the backfill runs of all ``days`` have finished; returns them in day order."""
+    def wait_for_backfill(
+        self, dag_id: str, days: list[str], timeout: float = 900.0, *, rerun_of: list[dict] | None = None
+    ) -> list[dict]:
+        """Wait until the backfill runs of all ``days`` have finished; returns them in day order.
+
+        ``rerun_of``: the runs before a re-processing backfill; each day's run must have started again since.
+        """
+        started_before = {(run.get("logical_date") or "")[:10]: run.get("start_date") or "" for run in rerun_of or []}
 
         def finished() -> list[dict] | None:
             runs = self.backfill_runs(dag_id, days)
-            done = len(runs) == len(days) and all(run["state"] in TERMINAL_RUN_STATES for run in runs)
+            done = len(runs) == len(days) and all(
+                run["state"] in TERMINAL_RUN_STATES
+                and (run.get("start_date") or "") > started_before.get((run.get("logical_date") or "")[:10], "")
+                for run in runs
+            )
             return runs if done else None
 
         return _poll(finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0)

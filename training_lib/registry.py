@@ -412,6 +412,11 @@ class Registry:
         _check_actor(actor)
         candidate = self.version(candidate_version)
         cand = candidate.version
+        earlier = self.decision_by(actor, cand)
+        if earlier is not None:  # a re-run of the run that decided: the decision stands, nothing moves again
+            log.info("version %s: %s already decided by %s at %s; not applied again", cand, earlier["kind"], actor,
+                     earlier["at"])  # fmt: skip
+            return {**earlier, "replayed": True}
         recomputed = decide(
             decision.challenger_pr_auc, decision.champion_pr_auc, floor=decision.floor, margin=decision.margin
         )
@@ -517,11 +522,18 @@ class Registry:
 
         Refused (ValueError naming the versions, nothing written) when there is no champion, no previous champion,
         the target does not exist, is already champion or has no threshold tag. If the target carries the
-        challenger alias, that alias is removed. Audited as ``rollback``; both versions are tagged.
+        challenger alias, that alias is removed. Audited as ``rollback``; both versions are tagged. When
+        ``actor`` (an Airflow run) rolled back already, its entry is returned with ``replayed`` and nothing moves.
         """
         _check_actor(actor)
         if not reason.strip():
             raise ValueError("a rollback needs a reason")
+        earlier = next(
+            (e for e in reversed(self.audit.entries()) if e.get("kind") == ROLLBACK and e["actor"] == actor), None
+        )
+        if earlier is not None:  # a re-run of the run that rolled back: done already, never back and forth
+            log.info("rollback by %s already done at %s; not applied again", actor, earlier["at"])
+            return {**earlier, "replayed": True}
         current = self.champion()
         if current is None:
             raise ValueError(f"model {self.name!r} has no champion: nothing to roll back")
@@ -584,13 +596,27 @@ class Registry:
         """The audit entries, oldest first."""
         return self.audit.entries()
 
-    def last_retrain_data_day(self) -> date | None:
+    def decision_by(self, actor: str, candidate_version: str | int) -> dict[str, Any] | None:
+        """The audited decision ``actor`` took about ``candidate_version``, if any."""
+        for entry in reversed(self.audit.entries()):
+            if (
+                entry.get("kind") in DECISION_KINDS
+                and entry.get("actor") == actor
+                and str(entry.get("candidate_version")) == str(candidate_version)
+            ):
+                return entry
+        return None
+
+    def last_retrain_data_day(self, *, excluding_actor: str | None = None) -> date | None:
         """The data day of the last promotion or rejection (for the retrain cooldown); None if never.
 
         Decisions carry ``evaluation.data_day`` (see ``train.retrain_data_day``); one without it counts on
-        the day it was recorded."""
+        the day it was recorded. ``excluding_actor``: ignore that actor's decisions (a re-run of a retrain
+        run is not inside its own cooldown)."""
         for entry in reversed(self.audit.entries()):
-            if entry.get("kind") in DECISION_KINDS:
+            if entry.get("kind") in DECISION_KINDS and (
+                excluding_actor is None or entry.get("actor") != excluding_actor
+            ):
                 recorded = (entry.get("evaluation") or {}).get("data_day")
                 return date.fromisoformat(recorded) if recorded else datetime.fromisoformat(entry["at"]).date()
         return None

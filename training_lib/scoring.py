@@ -1,15 +1,17 @@
 """Batch scoring of one validated day with the champion, in bounded memory, published atomically.
 
 1. The champion is resolved once per run from ``models:/<name>@champion`` (never cached across runs);
-   its version, run id and decision threshold (version tag) are recorded on every output row.
+   its name and version are on every output row; the scoring run id and time are in the partition's
+   manifest (not in the rows, so that re-scoring a day with the same champion gives identical rows).
 2. The day and its ``HISTORY_DAYS`` earlier days are streamed from S3 batch by batch and spilled to
    local Parquet files, one per *card bucket* (hash of the card number): every transaction of a card
    lands in the same bucket, so per-card history features are exact, and memory holds one bucket at a
    time however large the day is (``FRAUD_SCORING_BUCKET_ROWS``).
 3. Each bucket: shared features (``features.build_features``) → ``predict_proba`` → prediction rows with
    a card token (keyed hash) instead of the card number. Part files are staged, then the manifest
-   commit publishes the partition and ``_SUCCESS`` is written; a failed run leaves nothing visible, a
-   re-run replaces the partition.
+   commit publishes the partition and ``_SUCCESS`` is written; a failed run leaves nothing visible. A
+   re-run with the same champion produces the same bytes, so the commit keeps the partition's version
+   (the lake is unchanged); a re-run with another champion replaces it.
 4. A per-day summary (rows, alerts, alert rate, score histogram, model version) goes to
    ``reports/scoring/dt=D/summary.json``.
 """
@@ -67,8 +69,6 @@ def prediction_schema() -> pa.Schema:
             ("decision", pa.int8()),
             ("model_name", pa.string()),
             ("model_version", pa.string()),
-            ("scoring_run_id", pa.string()),
-            ("scored_at", pa.timestamp("us", tz="UTC")),
         ]
     )
 
@@ -103,10 +103,12 @@ def _bucket_ids(cards: pa.ChunkedArray | pa.Array, buckets: int) -> np.ndarray:
     return (pd.util.hash_array(values, categorize=False) % np.uint64(buckets)).astype(np.int64)
 
 
-def _spill(batches: Iterator[pa.RecordBatch], buckets: int, folder: Path, prefix: str) -> int:
+def _spill(batches: Iterator[pa.RecordBatch], buckets: int, folder: Path, prefix: str, key: bytes) -> int:
     """Write every batch's rows into ``<folder>/<prefix>-<bucket>.arrow`` by card bucket; returns rows.
 
-    Uncompressed Arrow IPC: the spill is read back once, right away, so writing speed is what counts.
+    The card number is replaced by its card token before anything is written: local files never hold a
+    PAN, even when a killed task leaves them behind (the token identifies the card for its history just as
+    well). Uncompressed Arrow IPC: the spill is read back once, right away, so writing speed is what counts.
     """
     import numpy as np
     import pyarrow as pa
@@ -116,6 +118,9 @@ def _spill(batches: Iterator[pa.RecordBatch], buckets: int, folder: Path, prefix
     try:
         for batch in batches:
             table = pa.Table.from_batches([batch])
+            position = table.schema.get_field_index("cc_num")
+            tokens = pa.array(_tokens(table.column(position).to_pandas(), key), pa.string())
+            table = table.set_column(position, "cc_num", tokens)
             ids = _bucket_ids(table.column("cc_num"), buckets)
             order = np.argsort(ids, kind="stable")
             table, ids = table.take(order), ids[order]
@@ -152,15 +157,11 @@ def _tokens(card_numbers: Any, key: bytes) -> np.ndarray:
     return np.asarray(card_tokens(list(uniques), key), dtype=object)[codes]
 
 
-def _score_buckets(
-    folder: Path, buckets: int, champion: Champion, settings: Settings, run_id: str, scored_at: datetime
-) -> Iterator[pa.Table]:
+def _score_buckets(folder: Path, buckets: int, champion: Champion) -> Iterator[pa.Table]:
     import pyarrow as pa
 
     from training_lib.features import FEATURE_COLUMNS, build_features, validated_frame
-    from training_lib.privacy import token_key
 
-    key = token_key(settings)
     schema = prediction_schema()
     for bucket in range(buckets):
         target_path = folder / f"day-{bucket:05d}.arrow"
@@ -179,15 +180,13 @@ def _score_buckets(
         yield pa.table(
             {
                 "trans_num": pa.array(target["trans_num"].astype(str).to_numpy(), pa.string()),
-                "card_token": pa.array(_tokens(target["cc_num"], key), pa.string()),
+                "card_token": pa.array(target["cc_num"].astype(str).to_numpy(), pa.string()),  # spilled as tokens
                 "amt": pa.array(target["amt"].to_numpy(dtype="float64"), pa.float64()),
                 "category": pa.array(target["category"].astype(str).to_numpy(), pa.string()),
                 "score": pa.array(scores, pa.float64()),
                 "decision": pa.array(decisions(scores, champion.threshold), pa.int8()),
                 "model_name": pa.array([champion.name] * n, pa.string()),
                 "model_version": pa.array([champion.version] * n, pa.string()),
-                "scoring_run_id": pa.array([run_id] * n, pa.string()),
-                "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
             },
             schema=schema,
         )
@@ -234,6 +233,7 @@ def score_day(
 ) -> dict[str, Any]:
     """Score the validated partition of ``day`` into ``predictions/dt=D/``; returns the day's summary."""
     from training_lib.features import HISTORY_DAYS, HISTORY_INPUT_COLUMNS, ROW_FEATURE_INPUTS
+    from training_lib.privacy import token_key
 
     lake = lake or Lake(settings)
     started = time.perf_counter()
@@ -246,19 +246,22 @@ def score_day(
     buckets = max(1, math.ceil(manifest["rows"] / settings.scoring_bucket_rows))
     columns = list(dict.fromkeys([*ROW_FEATURE_INPUTS, *HISTORY_INPUT_COLUMNS, "category"]))
     folder = Path(tempfile.mkdtemp(prefix=f"score-{day.isoformat()}-"))
-    scored_at = datetime.now(UTC)
+    scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     try:
-        rows = _spill(lake.iter_partition_batches(VALIDATED_TRANSACTIONS, day, columns=columns), buckets, folder, "day")
+        key = token_key(settings)
+        rows = _spill(
+            lake.iter_partition_batches(VALIDATED_TRANSACTIONS, day, columns=columns), buckets, folder, "day", key
+        )
         history_days = [day - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
         for earlier in history_days:
             if lake.partition_exists(VALIDATED_TRANSACTIONS, earlier):
                 history = list(HISTORY_INPUT_COLUMNS)
                 batches = lake.iter_partition_batches(VALIDATED_TRANSACTIONS, earlier, columns=history)
-                _spill(batches, buckets, folder, f"hist{earlier:%Y%m%d}")  # one file set per history day
+                _spill(batches, buckets, folder, f"hist{earlier:%Y%m%d}", key)  # one file set per history day
         summary_of = DaySummary(day, champion)
 
         def produce() -> Iterator[pa.Table]:
-            for table in _score_buckets(folder, buckets, champion, settings, run_id, scored_at):
+            for table in _score_buckets(folder, buckets, champion):
                 summary_of.add(table)
                 yield table
 
@@ -267,18 +270,26 @@ def score_day(
             day,
             produce(),
             schema=prediction_schema(),
-            metadata={"model_name": champion.name, "model_version": champion.version, "scoring_run_id": run_id},
+            # provenance lives in the manifest, not in the rows: re-scoring a day gives identical rows
+            metadata={
+                "model_name": champion.name,
+                "model_version": champion.version,
+                "scoring_run_id": run_id,
+                "scored_at": scored_at,
+            },
         )
         if staged["rows"] != rows:  # pragma: no cover - invariant: one prediction per validated row
             raise RuntimeError(f"{day}: {rows} validated rows but {staged['rows']} predictions; nothing published")
         summary = summary_of.result()
-        lake.commit_partition(staged)
+        committed = lake.commit_partition(staged)
         lake.put_bytes(f"{partition_prefix(PREDICTIONS, day)}/{SUCCESS_MARKER}", b"")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary.update(
         {
             "scoring_run_id": run_id,
+            "partition_version": committed["version"],
+            "partition_unchanged": committed["version"] != staged["version"],
             "buckets": buckets,
             "seconds": round(time.perf_counter() - started, 2),
             "uri": lake.uri(partition_prefix(PREDICTIONS, day) + "/"),

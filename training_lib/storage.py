@@ -9,6 +9,7 @@ One writer per partition at a time (one Airflow task per dataset and day); reade
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -380,12 +381,15 @@ class Lake:
         json.dumps(meta)  # fail on unserialisable metadata before anything is written
         version = _new_version()
         written: list[str] = []
+        content = hashlib.sha256()  # over the part files' bytes, in order: equal content, equal fingerprint
         rows = 0
         target = schema
 
         def write(table: pa.Table) -> None:
             key = f"{prefix}/part-{version}-{len(written):05d}.parquet"
-            self.put_bytes(key, _to_parquet(table), PARQUET_CONTENT_TYPE)
+            data = _to_parquet(table)
+            self.put_bytes(key, data, PARQUET_CONTENT_TYPE)
+            content.update(hashlib.sha256(data).digest())
             written.append(key)
 
         source: Iterable[Any] = [tables] if isinstance(tables, pa.Table | pa.RecordBatch) else tables
@@ -415,14 +419,25 @@ class Lake:
             "rows": rows,
             "columns": list(target.names),
             "schema": {field.name: str(field.type) for field in target},
+            "content_sha256": content.hexdigest(),
             "published_at": None,
             "metadata": meta,
         }
 
     def commit_partition(self, staged: dict[str, Any]) -> dict[str, Any]:
-        """Make a staged version the partition's content: one manifest PUT, then old parts are deleted."""
+        """Make a staged version the partition's content: one manifest PUT, then old parts are deleted.
+
+        Idempotent: when the partition already holds exactly this content (same part bytes, e.g. a re-run of
+        the same day), the staged parts are discarded and the current version stays, untouched.
+        """
         dataset, day = staged["dataset"], date.fromisoformat(staged["day"])
         prefix = partition_prefix(dataset, day)
+        current = self.partition_manifest(dataset, day)
+        if current and staged.get("content_sha256") and current.get("content_sha256") == staged["content_sha256"]:
+            self._discard([key for key in staged["files"] if key not in set(current["files"])])
+            self._discard(self._parts(prefix, keep=set(current["files"])))  # leftovers of failed attempts
+            log.info("%s: content unchanged, version %s kept", self.uri(prefix), current["version"])
+            return current
         missing = [key for key in staged["files"] if not self.exists(key)]
         if missing:
             raise LakeError(

@@ -15,6 +15,7 @@ Steps (one function each, the ``retrain`` DAG calls them in turn):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DATASETS = "training/datasets"
+TRAINED_NAME = "trained.json"  # next to a dataset: the version trained from it
 MATURED_LABEL_SHARE = 0.95  # a day is matured when this share of its transactions has a confirmed label
 VALIDATION_SHARE = 0.2
 TEST_SHARE = 0.2
@@ -120,12 +122,18 @@ def split_days(days: list[date]) -> dict[str, list[date]]:
 
 
 def build_dataset(
-    settings: Settings, window_days: int | None = None, end: date | None = None, lake: Lake | None = None
+    settings: Settings,
+    window_days: int | None = None,
+    end: date | None = None,
+    lake: Lake | None = None,
+    *,
+    run_key: str | None = None,
 ) -> tuple[DatasetInfo, dict[str, pd.DataFrame]]:
     """Labelled features of the newest matured days, split by time, snapshotted to the lake.
 
     ``end``: the dataset as of that day (validated days and labels up to it), so a retrain answering a given
-    day of data sees the same data whenever it runs."""
+    day of data sees the same data whenever it runs. ``run_key`` (e.g. the Airflow run id) makes the dataset
+    id deterministic: a re-run of that run finds its snapshot and reuses it instead of writing another."""
 
     from training_lib.features import FEATURE_COLUMNS, features_for_days
     from training_lib.privacy import card_tokens, token_key
@@ -134,6 +142,13 @@ def build_dataset(
     window = window_days or settings.training_window_days
     labels = load_labels(lake, through=end)
     days = matured_days(lake, labels, end, limit=window)
+    if run_key:
+        dataset_id = f"{days[-1].isoformat()}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
+        if lake.exists(f"{DATASETS}/{dataset_id}/dataset.json"):
+            log.info("dataset %s of run %s exists: reused", dataset_id, run_key)
+            return load_dataset(settings, dataset_id, lake)
+    else:
+        dataset_id = f"{days[-1].isoformat()}-{uuid.uuid4().hex[:8]}"
     splits = split_days(days)
     transactions, features = features_for_days(lake, days)
     label_map = labels.set_index("trans_num")["is_fraud"]
@@ -150,7 +165,6 @@ def build_dataset(
     for name, part in parts.items():
         if part[LABEL].sum() == 0 or (part[LABEL] == 0).all():
             raise NotEnoughData(f"the {name} split ({[str(d) for d in splits[name]]}) needs frauds and legitimate rows")
-    dataset_id = f"{days[-1].isoformat()}-{uuid.uuid4().hex[:8]}"
     prefix = f"{DATASETS}/{dataset_id}"
     for name, part in parts.items():
         buffer = io.BytesIO()
@@ -429,7 +443,7 @@ def train_and_log(
         "registered %s v%s: test PR-AUC %.4f (baseline %.4f), threshold %.4f",
         settings.model_name, version, test_metrics["pr_auc"], baseline_metrics["pr_auc"], threshold,
     )  # fmt: skip
-    return {
+    trained = {
         "run_id": run.info.run_id,
         "version": version,
         "threshold": threshold,
@@ -438,6 +452,27 @@ def train_and_log(
         "baseline_run_id": child.info.run_id,
         "dataset_id": info.dataset_id,
     }
+    Lake(settings).put_json(f"{DATASETS}/{info.dataset_id}/{TRAINED_NAME}", trained)
+    return trained
+
+
+def trained_for_dataset(settings: Settings, dataset_id: str) -> dict[str, Any] | None:
+    """What :func:`train_and_log` returned for this dataset, if it finished and its version still exists.
+
+    A re-run of a retrain run (same dataset id) thereby reuses its registered version instead of training
+    another one."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    trained = Lake(settings).get_json(f"{DATASETS}/{dataset_id}/{TRAINED_NAME}", missing_ok=True)
+    if not trained:
+        return None
+    try:
+        MlflowClient(settings.mlflow_tracking_uri).get_model_version(settings.model_name, str(trained["version"]))
+    except MlflowException:
+        return None
+    log.info("dataset %s was already trained into version %s: reused", dataset_id, trained["version"])
+    return trained
 
 
 def _reference_rows(settings: Settings, info: DatasetInfo) -> pd.DataFrame:
