@@ -435,6 +435,8 @@ class LocalStack:
             argv = [_bin("airflow"), component]
             if component in {"scheduler", "triggerer"}:
                 argv.append("--skip-serve-logs")
+            # restarted when it dies on its own (see training_lib.supervise); the recorded PID is the supervisor's
+            argv = [sys.executable, "-m", "training_lib.supervise", "--", *argv]
             port = _port_of(self.settings.airflow_api_url) if component == "api-server" else None
             services.append(Service(f"airflow-{component}", argv, env, None, port))
         return services
