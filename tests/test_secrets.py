@@ -158,7 +158,8 @@ def tracked_files(root: Path = REPO) -> list[Path]:
 def test_no_tracked_file_holds_a_credential() -> None:
     files = tracked_files()
     assert len(files) > 20 and any(f.name == "stack.py" for f in files)  # it did list the repository
-    findings = [finding for path in files for finding in scan_file(path, REPO)]
+    this_scanner = Path(__file__).resolve()  # its rules and examples are fake secrets by design
+    findings = [finding for path in files if path.resolve() != this_scanner for finding in scan_file(path, REPO)]
     assert not findings, "\n".join(map(str, findings))
 
 
