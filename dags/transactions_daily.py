@@ -26,8 +26,10 @@ a backfill over a range of days, or by hand with the **Day to process** paramete
 1. **wait_for_landing** — waits (reschedule mode) for files under
    `landing/transactions/dt=D/` (CSV in the Kaggle layout, or Parquet).
 2. **quality.validate** — runs the Great Expectations suite `include/gx/transactions_suite.json` over
-   every row; writes `reports/quality/dt=D/` (summary + Data Docs). Above the quarantine-share limit
-   the task fails and the whole day is held back (nothing published, nothing deleted).
+   every row; writes `reports/quality/dt=D/` (summary + Data Docs, counts per file). Above the
+   quarantine-share limit (`FRAUD_QUARANTINE_SHARE_LIMIT`) the task fails at once, without retries, and
+   the day is held back: its quarantined rows are published for inspection, no validated row is, no
+   landing file is deleted; later days wait. Fix or replace the landing files, then clear the task.
 3. **quality.publish** — commits `validated/transactions/dt=D/` and `quarantine/transactions/dt=D/`
    (rows that failed, with `_reason`) atomically, and emits the **validated_transactions** Asset.
 4. **drift.report** — Evidently data-drift report of the day against the champion's reference
@@ -60,10 +62,16 @@ def transactions_daily():
         # earlier days' trans_num sees day D (a held-back day holds the next ones back, nothing slips in).
         @task(wait_for_downstream=True)
         def validate(landing: dict) -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
+
             from training_lib.config import load_settings
             from training_lib.ingest import validate_transactions_day
+            from training_lib.quality import QualityGateError
 
-            return validate_transactions_day(load_settings(), run_day())
+            try:
+                return validate_transactions_day(load_settings(), run_day())
+            except QualityGateError as exc:  # the same files would fail again: no retries
+                raise AirflowFailException(str(exc)) from exc
 
         @task(outlets=[VALIDATED])
         def publish(validation: dict, *, outlet_events=None) -> dict:

@@ -157,7 +157,11 @@ def test_a_file_without_required_columns_is_quarantined_whole() -> None:
 def test_garbage_file_is_quarantined_line_by_line() -> None:
     garbage = b"\x00\x01binary junk\nmore junk\xff\xfe\n\nlast line"
     outcome = validate_transactions([("junk.bin", garbage)], DAY)
-    assert outcome.rows_in == 2 and len(outcome.quarantined) == 2 and len(outcome.validated) == 0
+    # no known column name on line 1: it is data, not a header, and is quarantined too
+    assert outcome.rows_in == 3 and len(outcome.quarantined) == 3 and len(outcome.validated) == 0
+    assert list(outcome.quarantined[SOURCE_LINE]) == [1, 2, 4]
+    assert outcome.quarantined["_raw_line"][1] == "more junk\\xff\\xfe"  # the bytes as they were
+    assert outcome.files[0].quarantined == 3 and outcome.files[0].validated == 0
 
 
 def test_semicolon_file_with_reordered_and_extra_columns_is_accepted() -> None:
@@ -230,3 +234,39 @@ def test_labels_quarantine_unknown_conflicting_and_repeated() -> None:
     assert reasons[7] == "label repeated within the day"
     assert "conflicting labels for the same trans_num" in reasons[8]
     assert "is_fraud missing or not 0/1" in reasons[9]
+
+
+def test_a_repeated_trans_num_keeps_the_first_copy_that_passes() -> None:
+    rows = [good_row(i) for i in range(3)]
+    rows.insert(1, {**rows[2], "amt": "-4"})  # a bad first copy of row 2's trans_num, then the corrected one
+    rows.append(dict(rows[0]))  # an exact repeat of row 0
+    outcome = validate_transactions([("day.csv", to_csv(rows))], DAY)
+    assert sorted(outcome.validated["trans_num"]) == sorted(r["trans_num"] for r in rows[:1] + rows[2:4])
+    reasons = dict(zip(outcome.quarantined[SOURCE_LINE], outcome.quarantined[REASON], strict=True))
+    assert reasons == {
+        3: "amt not in (0, 100000]; trans_num repeated within the day",
+        6: "trans_num repeated within the day",
+    }
+    assert (outcome.files[0].rows, outcome.files[0].validated, outcome.files[0].quarantined) == (5, 3, 2)
+
+
+def test_the_gate_error_names_where_the_quarantine_is() -> None:
+    rows = [{**good_row(i), "amt": "0"} for i in range(3)]
+    outcome = validate_transactions([("zero.csv", to_csv(rows))], DAY)
+    with pytest.raises(QualityGateError, match=r"held back.*in s3://b/q/dt=2026-03-01/.*zero\.csv', 3, 3"):
+        enforce_quarantine_limit(outcome, limit=0.05, quarantine_uri="s3://b/q/dt=2026-03-01/")
+
+
+def test_a_label_identical_to_the_store_is_not_stored_twice() -> None:
+    rows = [
+        ("t1", "1", "2026-03-01 08:00:00"),  # already stored as 1
+        ("t2", "0", "2026-02-28 08:00:00"),  # confirmed the day before: quarantined ...
+        ("t2", "0", "2026-03-01 09:00:00"),  # ... so this copy is the one kept
+    ]
+    outcome = validate_labels([("labels.csv", label_csv(rows))], DAY, {"t1", "t2"}, stored_labels={"t1": 1})
+    assert list(outcome.validated["trans_num"]) == ["t2"]
+    reasons = dict(zip(outcome.quarantined[SOURCE_LINE], outcome.quarantined[REASON], strict=True))
+    assert reasons == {
+        2: "label already stored on an earlier day",
+        3: "confirmed_at outside the logical day; label repeated within the day",
+    }

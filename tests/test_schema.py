@@ -149,3 +149,53 @@ def test_validated_arrow_schema_round_trip() -> None:
 
 def test_pii_columns_are_flagged() -> None:
     assert {"cc_num", "first", "last", "street"} <= set(PII_COLUMNS)
+
+
+def test_a_huge_field_is_a_rejected_line_and_a_huge_first_line_a_file_error() -> None:
+    result = read_transactions(KAGGLE + b"2," + b"x" * 200_000 + b"\n")
+    assert len(result.frame) == 2 and result.rejected["line"].tolist() == [4]
+    assert "cannot be split" in result.rejected["error"][0]
+    with pytest.raises(SchemaError, match="cannot be split into fields") as error:
+        read_transactions(b"A" * 200_000 + b"\n", name="blob.csv")
+    assert error.value.first_data_line == 1  # no header: line 1 is data, to be quarantined
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [lambda b: b.replace(b"\n", b"\r"), lambda b: b.decode().encode("utf-16")],
+    ids=["CR line ends", "UTF-16 with BOM"],
+)
+def test_old_mac_and_utf16_exports_read_the_same(encode) -> None:
+    result = read_transactions(encode(KAGGLE))
+    assert result.rejected.empty and result.parse_errors.empty
+    pd.testing.assert_frame_equal(result.frame, read_transactions(KAGGLE).frame)
+
+
+def test_whole_numbers_beyond_float_precision_are_unparseable_never_wrapped() -> None:
+    data = KAGGLE.replace(b",3495,", b",1e30,").replace(b"1325376044", b"1e300")
+    result = read_transactions(data)
+    assert result.frame["city_pop"].isna()[0] and result.frame["unix_time"].isna()[1]
+    assert sorted(result.parse_errors["column"]) == ["city_pop", "unix_time"]
+
+
+def test_null_spellings_are_missing_values() -> None:
+    data = KAGGLE.replace(b"0b242abb623afc578575680df30655b9", b"NULL").replace(b",Orient,", b",#N/A,")
+    frame = read_transactions(data).frame
+    assert frame["trans_num"].isna()[0] and frame["city"].isna()[1]
+
+
+def test_a_last_line_without_line_break_is_rejected_as_possibly_cut_off() -> None:
+    cut = KAGGLE[:-4]  # inside the last field: the line still has all its fields
+    result = read_transactions(cut)
+    assert len(result.frame) == 1 and result.rejected["line"].tolist() == [3]
+    assert "no line break" in result.rejected["error"][0]
+
+
+def test_parquet_without_a_required_column_carries_its_rows_for_quarantine() -> None:
+    frame = pd.read_csv(io.BytesIO(KAGGLE), index_col=0).drop(columns=["amt"])
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    with pytest.raises(SchemaError, match=r"missing required column\(s\) \['amt'\]") as error:
+        read_transactions(buffer.getvalue(), name="noamt.parquet")
+    assert [number for number, _ in error.value.records] == [1, 2]
+    assert "0b242abb623afc578575680df30655b9" in error.value.records[0][1]

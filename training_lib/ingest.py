@@ -75,12 +75,15 @@ def publish_quality_report(lake: Lake, day: date, summary: dict[str, Any], docs_
 def validate_transactions_day(settings: Settings, day: date) -> dict[str, Any]:
     """Run the quality suite over the day's landing files; stage (not publish) both partitions.
 
-    Writes the quality report first, so a day held back by the gate still explains itself.
+    Writes the quality report first, so a day held back by the gate still explains itself. Above the
+    quarantine-share limit the quarantined rows are published (row, file, line and reason, for whoever fixes
+    the feed), no validated row is, and :class:`~training_lib.quality.QualityGateError` says so.
     """
     import shutil
 
     from training_lib.quality import (
         enforce_quarantine_limit,
+        exceeds_quarantine_limit,
         quarantine_arrow,
         temporary_docs_dir,
         validate_transactions,
@@ -95,6 +98,7 @@ def validate_transactions_day(settings: Settings, day: date) -> dict[str, Any]:
             files, day, earlier_trans_nums(lake, day, settings.dedup_lookback_days), docs_dir=docs_dir
         )
         summary = outcome.summary(limit=settings.quarantine_share_limit)
+        summary["held_back"] = exceeds_quarantine_limit(outcome, settings.quarantine_share_limit)
         publish_quality_report(lake, day, summary, docs_dir)
     finally:
         shutil.rmtree(docs_dir, ignore_errors=True)
@@ -107,8 +111,12 @@ def validate_transactions_day(settings: Settings, day: date) -> dict[str, Any]:
         len(outcome.quarantined),
         100 * outcome.quarantine_share,
     )
-    enforce_quarantine_limit(outcome, settings.quarantine_share_limit)
     source = {"files": [name for name, _ in files], "rows_in": outcome.rows_in}
+    if summary["held_back"]:
+        quarantine = quarantine_arrow(outcome.quarantined)
+        lake.publish_partition(QUARANTINE_TRANSACTIONS, day, quarantine, metadata={**source, "held_back": True})
+        where = lake.uri(f"{QUARANTINE_TRANSACTIONS}/dt={day.isoformat()}/")
+        enforce_quarantine_limit(outcome, settings.quarantine_share_limit, quarantine_uri=where)
     staged_validated = lake.stage_partition(
         VALIDATED_TRANSACTIONS, day, to_validated_arrow(outcome.validated), metadata=source
     )

@@ -27,6 +27,7 @@ from training_lib.schema import (
     SchemaError,
     read_labels,
     read_transactions,
+    text_lines,
 )
 
 if TYPE_CHECKING:
@@ -59,12 +60,54 @@ def reason_counts(quarantined: pd.DataFrame) -> Counter[str]:
 
 @dataclass
 class FileReport:
+    """One input file: its data rows (``rows == validated + quarantined``) and what was odd about it."""
+
     name: str
     rows: int
     rejected_lines: int = 0
     extra_columns: list[str] = field(default_factory=list)
     delimiter: str = ","
-    error: str | None = None
+    error: str | None = None  # the whole file was quarantined, for this reason
+    validated: int = 0
+    quarantined: int = 0
+
+
+def _count_per_file(reports: list[FileReport], validated_sources: pd.Series, quarantined: pd.DataFrame) -> None:
+    """Fill each report's validated/quarantined counts, check they add up to its rows, and log them."""
+    kept = validated_sources.value_counts().to_dict()
+    held = quarantined[SOURCE_FILE].value_counts().to_dict() if len(quarantined) else {}
+    for report in reports:
+        report.validated = int(kept.get(report.name, 0))
+        report.quarantined = int(held.get(report.name, 0))
+        if report.validated + report.quarantined != report.rows:  # pragma: no cover - invariant
+            raise AssertionError(
+                f"{report.name}: {report.rows} rows read, {report.validated} validated, "
+                f"{report.quarantined} quarantined: the counts do not reconcile"
+            )
+        log.info(
+            "%s: %d row(s), %d validated, %d quarantined%s",
+            report.name,
+            report.rows,
+            report.validated,
+            report.quarantined,
+            f" (whole file: {report.error})" if report.error else "",
+        )
+
+
+def _first_valid_copies(keys: pd.Series, failures: dict[int, list[str]], repeated: str) -> None:
+    """Keep one copy of each repeated key: the first that passes every other check (a corrected resend
+    after a bad first copy is accepted); ``repeated`` stays the reason of the other copies."""
+    otherwise_bad = {row for row, reasons in failures.items() if any(r != repeated for r in reasons)}
+    candidates = keys[[row not in otherwise_bad for row in range(len(keys))]]
+    kept = set(candidates[~candidates.duplicated(keep="first") & candidates.notna()].index)
+    kept_keys = set(keys[list(kept)]) if kept else set()
+    for row, reasons in list(failures.items()):
+        if repeated not in reasons:
+            continue
+        if row in kept or (row in otherwise_bad and keys.iat[row] not in kept_keys):
+            reasons.remove(repeated)  # not a repeat of anything accepted
+        if not reasons:
+            del failures[row]
 
 
 @dataclass
@@ -197,16 +240,18 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 # --------------------------------------------------------------------------- transactions
 
 
-def _whole_file_quarantine(name: str, data: bytes, error: str) -> pd.DataFrame:
-    """Every non-blank line after the first (the header) of an unreadable file, with the file's error."""
+def _whole_file_quarantine(name: str, data: bytes, error: SchemaError) -> pd.DataFrame:
+    """Every data row of an unreadable file (each non-blank line from its first data line on, or the rows of a
+    Parquet file), with the file's error. Bytes that are not UTF-8 are kept as ``\\xNN`` escapes."""
     import pandas as pd
 
-    lines = data.split(b"\n")
-    records = [
-        (index + 2, line.rstrip(b"\r").decode("utf-8", "replace"))
-        for index, line in enumerate(lines[1:])
-        if line.strip()
-    ]
+    records = error.records
+    if records is None:
+        records = [
+            (number, line.decode("utf-8", "backslashreplace"))
+            for number, line in enumerate(text_lines(data), start=1)
+            if number >= error.first_data_line and line.strip()
+        ]
     frame = pd.DataFrame(
         {
             RAW_LINE: pd.Series([text for _, text in records], dtype="string"),
@@ -244,7 +289,7 @@ def _read_files(
         try:
             result = reader(data, name=name)
         except SchemaError as exc:
-            whole = _whole_file_quarantine(name, data, str(exc))
+            whole = _whole_file_quarantine(name, data, exc)
             quarantine_parts.append(whole)
             reports.append(FileReport(name, rows=len(whole), error=str(exc)))
             log.warning("quarantining the whole file: %s", exc)
@@ -299,20 +344,14 @@ def validate_transactions(
             "dob_max": pd.Timestamp(day_start) - pd.DateOffset(years=10),
         }
         failures, results = _run_suite("transactions", gx_frame, parameters, docs_dir)
-        # GX flags every copy of a repeated trans_num; keep the first copy unless it failed otherwise.
-        repeated = "trans_num repeated within the day"
-        first_copy = ~typed["trans_num"].duplicated(keep="first")
-        for row, reasons in list(failures.items()):
-            if repeated in reasons and first_copy.iat[row]:
-                reasons.remove(repeated)
-                if not reasons:
-                    del failures[row]
         # A value that did not parse is null; where the suite requires non-null GX already names it.
         checked = _not_null_columns("transactions")
         for row, parse_list in enumerate(raw["_parse_reasons"]):
             extra = [reason for reason in parse_list if reason.removesuffix(" unparseable") not in checked]
             if extra:
                 failures.setdefault(row, []).extend(extra)
+        # GX flags every copy of a repeated trans_num; keep the first copy that passes everything else.
+        _first_valid_copies(typed["trans_num"].reset_index(drop=True), failures, "trans_num repeated within the day")
 
     bad_rows = sorted(failures)
     good_mask = pd.Series(True, index=typed.index)
@@ -323,6 +362,7 @@ def validate_transactions(
         failed[REASON] = ["; ".join(dict.fromkeys(failures[row])) for row in bad_rows]
         quarantine_parts.insert(0, failed)
     quarantined = _quarantine_frame(quarantine_parts, TRANSACTION_COLUMN_NAMES)
+    _count_per_file(reports, _sources(raw, good_mask), quarantined)
     outcome = QualityOutcome(day, validated, quarantined, reports, results, docs_dir)
     if len(outcome.validated) + len(outcome.quarantined) != outcome.rows_in:  # pragma: no cover - invariant
         raise AssertionError(
@@ -330,6 +370,13 @@ def validate_transactions(
             f"{len(outcome.validated)} validated, {len(outcome.quarantined)} quarantined"
         )
     return outcome
+
+
+def _sources(raw: pd.DataFrame, good_mask: pd.Series) -> pd.Series:
+    """The source file of every validated row."""
+    import pandas as pd
+
+    return raw[SOURCE_FILE][good_mask.to_numpy()] if len(raw) else pd.Series(dtype="string")
 
 
 def _quarantine_frame(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -357,14 +404,25 @@ def quarantine_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
-def enforce_quarantine_limit(outcome: QualityOutcome, limit: float) -> None:
-    """Fail loudly when the quarantined share is above ``limit`` (the caller publishes nothing)."""
-    if outcome.rows_in and outcome.quarantine_share > limit:
+def exceeds_quarantine_limit(outcome: QualityOutcome, limit: float) -> bool:
+    """Whether the quarantined share is above ``limit`` (the day must be held back)."""
+    return bool(outcome.rows_in) and outcome.quarantine_share > limit
+
+
+def enforce_quarantine_limit(outcome: QualityOutcome, limit: float, quarantine_uri: str | None = None) -> None:
+    """Fail loudly when the quarantined share is above ``limit``: no validated rows are published.
+
+    ``quarantine_uri``: where the caller published the quarantined rows for inspection, named in the error.
+    """
+    if exceeds_quarantine_limit(outcome, limit):
         top = reason_counts(outcome.quarantined).most_common(5)
+        per_file = [(f.name, f.quarantined, f.rows) for f in outcome.files if f.quarantined]
+        where = f"the quarantined rows are in {quarantine_uri}" if quarantine_uri else "nothing was published"
         raise QualityGateError(
             f"{outcome.day}: {len(outcome.quarantined)} of {outcome.rows_in} rows "
             f"({outcome.quarantine_share:.1%}) failed the quality suite, above the limit of {limit:.1%}; "
-            f"the day is held back, nothing was published or deleted. Most frequent reasons: {top}"
+            f"the day is held back: no validated rows were published, no landing file was deleted, {where}. "
+            f"Most frequent reasons: {top}. Quarantined per file (file, quarantined, rows): {per_file[:10]}"
         )
 
 
@@ -417,7 +475,8 @@ def validate_labels(
     """Run the labels suite: known transaction, 0/1 label, confirmed on the day, no conflicting labels.
 
     A label conflicts when the same trans_num is labelled differently in the batch or differently from
-    the label store; an identical repeat within the batch keeps its first copy.
+    the label store; an identical repeat within the batch keeps its first valid copy, one identical to the
+    store is quarantined (the store keeps one label per trans_num).
     """
     import pandas as pd
 
@@ -433,14 +492,18 @@ def validate_labels(
         previous = frame["trans_num"].map(stored)
         conflicting_with_store = previous.notna() & frame["is_fraud"].notna() & (previous != frame["is_fraud"])
         frame["label_conflict"] = (conflicting_in_batch | conflicting_with_store).astype(bool)
+        already = previous.notna() & frame["is_fraud"].notna() & (previous == frame["is_fraud"])
+        frame["label_already_stored"] = already.astype(bool)  # one row per trans_num in the store
         frame[ROW_ID] = range(len(frame))
         day_start, day_end = _day_bounds(day)
         failures, results = _run_suite(
             "labels", frame, {"day_start": pd.Timestamp(day_start), "day_end": pd.Timestamp(day_end)}, None
         )
-        repeat = frame["trans_num"].duplicated(keep="first") & ~frame["label_conflict"]
+        repeated = "label repeated within the day"
+        repeat = frame["trans_num"].duplicated(keep=False) & frame["trans_num"].notna() & ~frame["label_conflict"]
         for row in repeat[repeat].index:
-            failures.setdefault(int(row), []).append("label repeated within the day")
+            failures.setdefault(int(row), []).append(repeated)
+        _first_valid_copies(frame["trans_num"].reset_index(drop=True), failures, repeated)
     bad_rows = sorted(failures)
     good = pd.Series(True, index=typed.index)
     good.iloc[bad_rows] = False
@@ -450,6 +513,7 @@ def validate_labels(
         failed[REASON] = ["; ".join(dict.fromkeys(failures[row])) for row in bad_rows]
         quarantine_parts.insert(0, failed)
     quarantined = _quarantine_frame(quarantine_parts, LABEL_COLUMN_NAMES)
+    _count_per_file(reports, _sources(raw, good), quarantined)
     outcome = LabelOutcome(day, validated, quarantined, reports, results)
     if len(validated) + len(quarantined) != outcome.rows_in:  # pragma: no cover - invariant
         raise AssertionError(f"label counts do not reconcile for {day}")

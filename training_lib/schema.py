@@ -3,19 +3,21 @@
 The layout is the public Sparkov/Kaggle ``fraudTrain.csv`` / ``fraudTest.csv``: an unnamed index
 column (optional here), then 22 named columns and ``is_fraud`` (optional in a daily feed, where labels
 arrive later in their own files). Files are accepted as they are: any column order, the unnamed index
-column or none, ``,`` ``;`` ``|`` or tab as delimiter, extra columns (ignored and reported).
+column or none, ``,`` ``;`` ``|`` or tab as delimiter, extra columns (ignored and reported), LF, CRLF or
+CR line ends, UTF-8 (with or without byte-order mark) or UTF-16 with its byte-order mark.
 
 Reading never loses a row. :func:`read_transactions` returns
 
 * ``frame``: the canonical columns with normalised dtypes; a value that does not parse is null and
   named in ``parse_errors`` (the quality step quarantines such rows),
 * ``raw``: the same rows, every value as the text that was in the file (what quarantine keeps),
-* ``rejected``: lines that could not even be split into fields (wrong field count, bad bytes),
-  with their line number and text,
+* ``rejected``: lines that could not even be split into fields (wrong field count, bad bytes, a last
+  line without its line break: the file may have been cut off there), with their line number and text,
 
 so that ``len(frame) + len(rejected)`` is the number of data lines in the file. Problems with the file
 as a whole (no header, required columns missing) raise :class:`SchemaError` naming the file and the
-columns; the caller quarantines the whole file.
+columns; the caller quarantines the whole file. Text a database or spreadsheet writes for "no value"
+(``NULL``, ``NaN``, ``#N/A``, ...) is null, like an empty field: a key spelled ``NULL`` is a missing key.
 
 ``cc_num`` is an identifier: always text, never a float. A number that went through a spreadsheet
 (``2.70319E+15``) has already lost digits; it stays text and fails the 12-19 digit check downstream.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -101,10 +104,23 @@ ONLINE_CATEGORIES: tuple[str, ...] = ("grocery_net", "misc_net", "shopping_net")
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
 DATE_FORMAT = "%Y-%m-%d"
 DELIMITERS = (",", ";", "\t", "|")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+NULL_TOKENS = ("NULL", "null", "None", "NaN", "nan", "N/A", "n/a", "#N/A", "<NA>")
+MAX_EXACT_INT = 2**53  # larger whole numbers do not survive the float parse: unparseable, never wrapped
 
 
 class SchemaError(ValueError):
-    """The file as a whole cannot be read as transactions; the message names the file and the problem."""
+    """The file as a whole cannot be read as transactions; the message names the file and the problem.
+
+    ``first_data_line``: where the file's data starts (1 when its first line is not a header), so that the
+    caller can quarantine every data line; ``records``: (row number, text) of every row of a file that is
+    not line-based (Parquet), for the same purpose.
+    """
+
+    def __init__(self, message: str, *, first_data_line: int = 2, records: list[tuple[int, str]] | None = None) -> None:
+        super().__init__(message)
+        self.first_data_line = first_data_line
+        self.records = records
 
 
 @dataclass
@@ -176,14 +192,31 @@ def _is_parquet(data: bytes, name: str) -> bool:
     return data[:4] == b"PAR1" or name.lower().endswith((".parquet", ".pq"))
 
 
-def _header_fields(line: str, delimiter: str) -> list[str]:
+def _fields(line: str, delimiter: str) -> list[str]:
+    """One line split into fields; raises ``csv.Error`` on a line the csv module refuses (a huge field)."""
     return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _known_names(line: str, delimiter: str, known: set[str]) -> int:
+    try:
+        return len(known & {f.strip() for f in _fields(line, delimiter)})
+    except csv.Error:
+        return 0
+
+
+def text_lines(data: bytes) -> list[bytes]:
+    """The lines of a text file without their line ends (LF, CRLF, or CR alone as old Mac exports write)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\n" not in data and b"\r" in data:
+        data = data.replace(b"\r", b"\n")
+    return [line.rstrip(b"\r") for line in data.split(b"\n")]
 
 
 def detect_delimiter(header_line: str) -> str:
     """The delimiter that splits the header into the most known column names."""
     known = set(TRANSACTION_COLUMN_NAMES) | set(LABEL_COLUMN_NAMES)
-    scores = {d: len(known & {f.strip() for f in _header_fields(header_line, d)}) for d in DELIMITERS}
+    scores = {d: _known_names(header_line, d, known) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: scores[d])
     return best if scores[best] else ","
 
@@ -192,18 +225,30 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
     """CSV bytes -> (raw DataFrame of strings, rejected lines, line numbers, extra columns, delimiter)."""
     import pandas as pd
 
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data.strip():
+    if data.startswith(UTF16_BOMS):  # a spreadsheet's "Unicode text" export
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemaError(
+                f"{source}: starts with a UTF-16 byte-order mark but is not UTF-16 text ({exc.reason})",
+                first_data_line=1,
+            ) from exc
+    lines = text_lines(data)
+    if not any(line.strip() for line in lines):
         raise SchemaError(f"{source}: the file is empty (no header line)")
-    first_newline = data.find(b"\n")
-    header_bytes = data if first_newline < 0 else data[:first_newline]
     try:
-        header_line = header_bytes.decode("utf-8").rstrip("\r")
+        header_line = lines[0].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SchemaError(f"{source}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise SchemaError(
+            f"{source}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start})", first_data_line=1
+        ) from exc
     delimiter = detect_delimiter(header_line)
-    header = [h.strip() for h in _header_fields(header_line, delimiter)]
+    try:
+        header = [h.strip() for h in _fields(header_line, delimiter)]
+    except csv.Error as exc:
+        raise SchemaError(
+            f"{source}: the first line cannot be split into fields ({exc}; is this a CSV file?)", first_data_line=1
+        ) from exc
     missing = [c for c in required if c not in header]
     if missing:
         # Never echo the header's values: in a file without a header they are a data row (card, names).
@@ -213,7 +258,8 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
             hint += " (is the delimiter one of , ; | or tab?)"
         elif known == 0:
             hint += " (is the header line missing?)"
-        raise SchemaError(f"{source}: missing required column(s) {missing}{hint}")
+        listed = f" {missing}" if known else ": none of them is in the first line"
+        raise SchemaError(f"{source}: missing required column(s){listed}{hint}", first_data_line=1 if not known else 2)
     duplicated = sorted({h for h in header if header.count(h) > 1 and h not in INDEX_COLUMN_NAMES})
     if duplicated:
         raise SchemaError(f"{source}: column(s) {duplicated} appear more than once in the header")
@@ -221,22 +267,31 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
     rows: list[list[str]] = []
     line_numbers: list[int] = []
     rejected: list[tuple[int, str, str]] = []
-    body = data[first_newline + 1 :] if first_newline >= 0 else b""
+    # A file that does not end with a line break may have been cut off in its last line, possibly inside
+    # its last field, where the line would still split into the right number of fields: never accept it.
+    unterminated = len(lines) - 1 if lines[-1].strip() else None
     # csv handles quoted fields with embedded delimiters; a quoted newline is rare in this data and is
     # reported as a field-count error on both halves rather than joined silently.
-    for offset, raw_line in enumerate(body.split(b"\n")):
-        line_no = offset + 2
-        stripped = raw_line.rstrip(b"\r")
+    for index in range(1, len(lines)):
+        line_no = index + 1
+        stripped = lines[index]
         if not stripped.strip():
             continue
         try:
             text = stripped.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rejected.append(
-                (line_no, stripped.decode("utf-8", "replace"), f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-            )
+            # backslashreplace keeps the bytes that were there (\xe9), not a replacement character
+            text = stripped.decode("utf-8", "backslashreplace")
+            rejected.append((line_no, text, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
             continue
-        fields_ = next(csv.reader([text], delimiter=delimiter), [])
+        if index == unterminated:
+            rejected.append((line_no, text, "is the last line and has no line break: the file may be cut off there"))
+            continue
+        try:
+            fields_ = _fields(text, delimiter)
+        except csv.Error as exc:
+            rejected.append((line_no, text, f"cannot be split into fields ({exc})"))
+            continue
         if len(fields_) != len(header):
             rejected.append((line_no, text, f"has {len(fields_)} fields, the header has {len(header)}"))
             continue
@@ -263,10 +318,13 @@ def _read_parquet_as_text(data: bytes, source: str, expected: tuple[str, ...], r
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as exc:
-        raise SchemaError(f"{source}: not a readable Parquet file ({exc})") from exc
+        raise SchemaError(f"{source}: not a readable Parquet file ({exc})", first_data_line=1) from exc
     missing = [c for c in required if c not in table.column_names]
     if missing:
-        raise SchemaError(f"{source}: missing required column(s) {missing}; columns are {table.column_names[:30]}")
+        records = [(number, json.dumps(row, default=str)) for number, row in enumerate(table.to_pylist(), start=1)]
+        raise SchemaError(
+            f"{source}: missing required column(s) {missing}; columns are {table.column_names[:30]}", records=records
+        )
     extra = [c for c in table.column_names if c not in expected and c not in INDEX_COLUMN_NAMES]
     raw = pd.DataFrame(index=range(table.num_rows))
     for column in expected:
@@ -307,7 +365,7 @@ def normalise(raw: pd.DataFrame, columns: tuple[Column, ...] = TRANSACTION_COLUM
     errors = []
     for column in columns:
         text = raw[column.name].astype("string").str.strip()
-        text = text.mask(text == "")
+        text = text.mask((text == "") | text.isin(NULL_TOKENS))
         if column.kind == "string":
             if column.name == "zip":
                 text = text.where(~text.str.fullmatch(r"\d{1,4}").fillna(False), text.str.zfill(5))
@@ -316,7 +374,7 @@ def normalise(raw: pd.DataFrame, columns: tuple[Column, ...] = TRANSACTION_COLUM
             values = pd.to_numeric(text, errors="coerce").astype("float64")
         elif column.kind == "int":
             as_float = pd.to_numeric(text, errors="coerce")
-            whole = as_float.notna() & (as_float == as_float.round())
+            whole = as_float.notna() & (as_float == as_float.round()) & (as_float.abs() <= MAX_EXACT_INT)
             values = as_float.where(whole).astype("Int64")
         elif column.kind == "label":
             as_number = pd.to_numeric(text, errors="coerce")
