@@ -17,6 +17,12 @@ from urllib.parse import urlsplit
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_SERVICES = ("s3", "mlflow", "airflow")
 DUMMY_S3_KEY = "fraud-local"  # moto accepts any key; not a secret
+# Airflow's SQLite metadata database (local stack): wait this long for a write lock instead of
+# sqlite3's 5 s, which the API server exceeded under backfill load ("Database error" HTTP 500).
+# Airflow imports these dicts by path (AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS[_ASYNC]).
+AIRFLOW_SQLITE_LOCK_TIMEOUT_S = 60.0
+AIRFLOW_SQLITE_ARGS: dict[str, Any] = {"timeout": AIRFLOW_SQLITE_LOCK_TIMEOUT_S}
+AIRFLOW_SQLITE_ARGS_ASYNC: dict[str, Any] = {"timeout": AIRFLOW_SQLITE_LOCK_TIMEOUT_S}
 
 T = TypeVar("T")
 

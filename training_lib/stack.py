@@ -180,6 +180,8 @@ def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": FORKSERVER_PRELOAD,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(paths.airflow_home / "logs"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "training_lib.config.AIRFLOW_SQLITE_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "training_lib.config.AIRFLOW_SQLITE_ARGS_ASYNC",
             "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings),
         }
     )
