@@ -229,6 +229,9 @@ def _tag_value(value: Any) -> str:
     return text[:_TAG_VALUE_LIMIT]
 
 
+AIRFLOW_ACTOR_PREFIX = "airflow:"
+
+
 def _check_actor(actor: str) -> None:
     if not isinstance(actor, str) or not _ACTOR_RE.match(actor):
         raise ValueError(f"actor must look like 'airflow:retrain/<run_id>' or 'user:alice', got {actor!r}")
@@ -412,7 +415,7 @@ class Registry:
         _check_actor(actor)
         candidate = self.version(candidate_version)
         cand = candidate.version
-        earlier = self.decision_by(actor, cand)
+        earlier = self.decision_by(actor, cand) if actor.startswith(AIRFLOW_ACTOR_PREFIX) else None
         if earlier is not None:  # a re-run of the run that decided: the decision stands, nothing moves again
             log.info("version %s: %s already decided by %s at %s; not applied again", cand, earlier["kind"], actor,
                      earlier["at"])  # fmt: skip
@@ -523,14 +526,17 @@ class Registry:
         Refused (ValueError naming the versions, nothing written) when there is no champion, no previous champion,
         the target does not exist, is already champion or has no threshold tag. If the target carries the
         challenger alias, that alias is removed. Audited as ``rollback``; both versions are tagged. When
-        ``actor`` (an Airflow run) rolled back already, its entry is returned with ``replayed`` and nothing moves.
+        ``actor`` is an Airflow run (``airflow:…``) that rolled back already, its entry is returned with
+        ``replayed`` and nothing moves.
         """
         _check_actor(actor)
         if not reason.strip():
             raise ValueError("a rollback needs a reason")
-        earlier = next(
-            (e for e in reversed(self.audit.entries()) if e.get("kind") == ROLLBACK and e["actor"] == actor), None
-        )
+        earlier = None
+        if actor.startswith(AIRFLOW_ACTOR_PREFIX):  # a person may roll back several times; a run only once
+            earlier = next(
+                (e for e in reversed(self.audit.entries()) if e.get("kind") == ROLLBACK and e["actor"] == actor), None
+            )
         if earlier is not None:  # a re-run of the run that rolled back: done already, never back and forth
             log.info("rollback by %s already done at %s; not applied again", actor, earlier["at"])
             return {**earlier, "replayed": True}
