@@ -261,3 +261,64 @@ def test_entirely_null_column_is_reported_not_computed(reference: pd.DataFrame) 
     assert summary["drifted_columns"] == ["amt"]
     assert summary["share"] == pytest.approx(1 / (len(DRIFT_COLUMNS) - 1))  # of the columns compared
     assert json.dumps(summary, allow_nan=False)
+
+
+@pytest.fixture(scope="module")
+def lake_settings():
+    from moto.server import ThreadedMotoServer
+
+    from training_lib.config import load_settings
+    from training_lib.storage import ensure_bucket
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        settings = load_settings(
+            {
+                "FRAUD_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "FRAUD_BUCKET": "drift-reference-test",
+                "FRAUD_DRIFT_REFERENCE_DAYS": "2",
+            }
+        )
+        ensure_bucket(settings)
+        yield settings
+    finally:
+        server.stop()
+
+
+def test_bootstrap_reference_of_a_day_is_the_same_when_the_day_is_rerun(lake_settings: Settings) -> None:
+    """A backfill re-runs the first days after the reference was frozen: each day keeps its first reference."""
+    from datetime import timedelta
+
+    from training_lib.ingest import BOOTSTRAP_REFERENCE_KEY, bootstrap_reference
+    from training_lib.schema import to_validated_arrow
+    from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
+
+    lake = Lake(lake_settings)
+    days = [SAMPLE_DAY + timedelta(days=i) for i in range(4)]
+
+    def references() -> list[tuple[pd.DataFrame, dict] | None]:
+        found = []
+        for seed, day in enumerate(days):  # in order, as the daily runs go (each day validated, then compared)
+            frame = synthetic_transactions(500, seed=seed, day=day)
+            lake.publish_partition(VALIDATED_TRANSACTIONS, day, to_validated_arrow(frame))
+            found.append(bootstrap_reference(lake_settings, lake, day))
+        return found
+
+    first = references()
+    assert first[0] is None  # the first day has nothing before it
+    assert [info["days"] for _, info in first[1:]] == [
+        [days[0].isoformat()],
+        [days[0].isoformat(), days[1].isoformat()],
+        [days[0].isoformat(), days[1].isoformat()],  # frozen: the first two days
+    ]
+    assert lake.get_json(BOOTSTRAP_REFERENCE_KEY + ".json")["days"] == [days[0].isoformat(), days[1].isoformat()]
+    frozen_etag = lake.client.head_object(Bucket=lake.bucket, Key=BOOTSTRAP_REFERENCE_KEY)["ETag"]
+
+    again = references()
+    assert again[0] is None  # not compared with the frozen reference that contains the day itself
+    for (frame_first, info_first), (frame_again, info_again) in zip(first[1:], again[1:], strict=True):
+        assert info_again == info_first
+        pd.testing.assert_frame_equal(frame_again, frame_first, check_dtype=False)
+    assert lake.client.head_object(Bucket=lake.bucket, Key=BOOTSTRAP_REFERENCE_KEY)["ETag"] == frozen_etag

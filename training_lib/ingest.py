@@ -63,12 +63,19 @@ def earlier_trans_nums(lake: Lake, day: date, lookback_days: int) -> set[str]:
 
 
 def publish_quality_report(lake: Lake, day: date, summary: dict[str, Any], docs_dir: Path | None) -> str:
-    """``reports/quality/dt=D/summary.json`` and the GX Data Docs site under ``data_docs/``."""
+    """``reports/quality/dt=D/summary.json`` and the GX Data Docs site under ``data_docs/``.
+
+    The day's site is replaced, not merged: pages of an earlier validation of the day (GX names them by run
+    time) are deleted once the new site is up, so a re-run leaves one site describing the latest validation."""
     from training_lib.quality import data_docs_files
 
     if docs_dir is not None:
+        docs_prefix = lake.report_key(REPORTS_QUALITY, day, "data_docs/")
+        written = set()
         for relative, path in data_docs_files(docs_dir):
+            written.add(lake.report_key(REPORTS_QUALITY, day, f"data_docs/{relative}"))
             lake.put_report(REPORTS_QUALITY, day, f"data_docs/{relative}", path.read_bytes())
+        lake.delete_keys([key for key in lake.list_keys(docs_prefix) if key not in written])
     return lake.put_report(REPORTS_QUALITY, day, "summary.json", json.dumps(summary, indent=2, default=str))
 
 
@@ -178,27 +185,31 @@ def champion_reference(settings: Settings) -> tuple[Any, dict[str, Any]] | None:
 
 
 def bootstrap_reference(settings: Settings, lake: Lake, day: date) -> tuple[Any, dict[str, Any]] | None:
-    """Before the first model: the first validated days (frozen once ``drift_reference_days`` exist)."""
+    """Before the first model: the first validated days (frozen once ``drift_reference_days`` exist).
+
+    A day inside or before the frozen window is compared with the validated days before it, as on its first
+    run, so re-running an early day (a backfill) gives the same report instead of one against its own data."""
     import pandas as pd
 
     from training_lib.drift import build_reference
 
-    if lake.exists(BOOTSTRAP_REFERENCE_KEY):
+    frozen = lake.get_json(BOOTSTRAP_REFERENCE_KEY + ".json", missing_ok=True)
+    if frozen and day.isoformat() > max(frozen["days"]) and lake.exists(BOOTSTRAP_REFERENCE_KEY):
         frame = pd.read_parquet(io.BytesIO(lake.get_bytes(BOOTSTRAP_REFERENCE_KEY)))
-        info = lake.get_json(BOOTSTRAP_REFERENCE_KEY + ".json", missing_ok=True) or {}
-        return frame, {"source": "bootstrap", **info}
+        return frame, {"source": "bootstrap", **frozen}
     earlier = [d for d in lake.list_partitions(VALIDATED_TRANSACTIONS) if d < day][: settings.drift_reference_days]
     if not earlier:
         return None
     frames = [lake.read_partition(VALIDATED_TRANSACTIONS, d).to_pandas() for d in earlier]
     reference = build_reference(frames)
-    info = {"days": [d.isoformat() for d in earlier], "rows": len(reference)}
+    info: dict[str, Any] = {"days": [d.isoformat() for d in earlier], "rows": len(reference)}
     if len(earlier) == settings.drift_reference_days:
-        buffer = io.BytesIO()
-        reference.to_parquet(buffer, index=False)
-        lake.put_bytes(BOOTSTRAP_REFERENCE_KEY, buffer.getvalue())
-        lake.put_json(BOOTSTRAP_REFERENCE_KEY + ".json", info)
         info["frozen"] = True
+        if not frozen:
+            buffer = io.BytesIO()
+            reference.to_parquet(buffer, index=False)
+            lake.put_bytes(BOOTSTRAP_REFERENCE_KEY, buffer.getvalue())
+            lake.put_json(BOOTSTRAP_REFERENCE_KEY + ".json", info)
     return reference, {"source": "bootstrap", **info}
 
 
