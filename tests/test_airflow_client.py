@@ -16,6 +16,7 @@ from training_lib.airflow_client import AirflowApiError, AirflowClient
 
 class FakeAirflow(BaseHTTPRequestHandler):
     busy_answers = 0  # how many 503s the next backfill POST gets before it succeeds
+    audit_failures = 0  # how many 500 "Database error"s (the audit-log INSERT lost the SQLite lock) first
     running_answers = 0  # how many 409s ("already a running backfill") before it succeeds
     calls: ClassVar[list[str]] = []
 
@@ -34,7 +35,10 @@ class FakeAirflow(BaseHTTPRequestHandler):
         if self.path == "/auth/token":
             self._answer(201, {"access_token": "t0ken"})
         elif self.path == "/api/v2/backfills":
-            if FakeAirflow.busy_answers > 0:
+            if FakeAirflow.audit_failures > 0:
+                FakeAirflow.audit_failures -= 1
+                self._answer(500, {"detail": {"reason": "Database error", "statement": "hidden"}})
+            elif FakeAirflow.busy_answers > 0:
                 FakeAirflow.busy_answers -= 1
                 self._answer(503, {"detail": "Database is locked."})
             elif FakeAirflow.running_answers > 0:
@@ -56,7 +60,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeAirflow.calls = []
-    FakeAirflow.busy_answers = FakeAirflow.running_answers = 0
+    FakeAirflow.busy_answers = FakeAirflow.running_answers = FakeAirflow.audit_failures = 0
     try:
         yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw")
     finally:
@@ -75,6 +79,15 @@ def test_a_database_that_stays_busy_fails_with_the_answer(client: AirflowClient)
     with pytest.raises(AirflowApiError, match=r"POST /api/v2/backfills -> HTTP 503: .*Database is locked"):
         client.create_backfill("batch_score", "2026-01-05", "2026-01-06")
     assert FakeAirflow.calls.count("POST /api/v2/backfills") == 11
+
+
+def test_a_half_failed_creation_is_retried_until_the_left_over_backfill_completes(client: AirflowClient) -> None:
+    """What Airflow on SQLite answered under backfill load: 503 "Database is locked", 409 (the partial backfill
+    it left behind), 500 "Database error" (the audit-log write); the backfill is created in the end."""
+    FakeAirflow.busy_answers, FakeAirflow.running_answers = 1, 2
+    FakeAirflow.audit_failures = 1
+    assert client.create_backfill("transactions_daily", "2026-04-01", "2026-04-30")["id"] == 1
+    assert FakeAirflow.calls.count("POST /api/v2/backfills") == 5
 
 
 def test_other_errors_are_not_retried(client: AirflowClient) -> None:

@@ -130,14 +130,18 @@ class AirflowClient:
         max_active_runs: int = 1,
         reprocess: str = "completed",
         at: str = "00:00:00",
-        wait_for_running_s: float = 120.0,
+        wait_for_running_s: float = 300.0,
     ) -> dict:
         """Backfill ``dag_id`` over [from_date, to_date] (ISO dates, ``at`` the UTC time of day of the logical
         dates, e.g. "02:00:00" for a 02:00 schedule); ``reprocess``: none|failed|completed.
 
-        On SQLite the API refuses to create a backfill while the database is busy (503): retried. A DAG has one
-        backfill at a time, and the scheduler marks a finished one complete only every 30 s: while the API
-        answers 409 "already a running backfill", this waits up to ``wait_for_running_s`` and tries again."""
+        On SQLite the API refuses to create a backfill while the database is busy (503 "Database is locked", or
+        500 "Database error" when the request's audit-log write loses the lock): retried, which is safe because
+        a DAG has one backfill at a time. A creation that failed half-way can leave its backfill behind, and the
+        scheduler marks a finished backfill complete only every 30 s: while the API answers 409 "already a
+        running backfill", this waits (``wait_for_running_s`` in all) and tries again; with the default
+        ``reprocess="completed"`` the new backfill re-runs the days the left-over one ran, which changes
+        nothing (re-runs are idempotent)."""
         body = {
             "dag_id": dag_id,
             "from_date": f"{from_date}T{at}Z",
@@ -146,14 +150,22 @@ class AirflowClient:
             "reprocess_behavior": reprocess,
         }
         deadline = time.monotonic() + wait_for_running_s
+        busy_retries = 10
         while True:
             try:
-                return self._request("POST", "/api/v2/backfills", body, retries=10)
+                return self._request_once("POST", "/api/v2/backfills", body, auth=True)
             except AirflowApiError as exc:
-                running = exc.status == 409 and "already a running backfill" in str(exc)
-                if not running or time.monotonic() > deadline:
+                if exc.status == 503 or (exc.status == 500 and "Database error" in str(exc)):
+                    if busy_retries == 0:
+                        raise
+                    busy_retries -= 1
+                    time.sleep(2.0)
+                elif exc.status == 409 and "already a running backfill" in str(exc):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(5.0)
+                else:
                     raise
-                time.sleep(5.0)
 
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
