@@ -322,3 +322,32 @@ def test_bootstrap_reference_of_a_day_is_the_same_when_the_day_is_rerun(lake_set
         assert info_again == info_first
         pd.testing.assert_frame_equal(frame_again, frame_first, check_dtype=False)
     assert lake.client.head_object(Bucket=lake.bucket, Key=BOOTSTRAP_REFERENCE_KEY)["ETag"] == frozen_etag
+
+
+def test_the_summary_is_the_same_in_every_process() -> None:
+    """A re-run in another worker process (another hash seed) must write the same summary."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_drift import synthetic_transactions;"
+        "from training_lib.drift import build_reference, run_drift_report;"
+        "reference = build_reference([synthetic_transactions(3000, seed=1)]);"
+        "summary = run_drift_report(synthetic_transactions(3000, seed=2), reference, 0.5).summary;"
+        "print(json.dumps(summary, sort_keys=True))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(Path(__file__).parent)],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(outputs) == 1, outputs

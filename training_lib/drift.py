@@ -38,6 +38,9 @@ DRIFT_COLUMNS: tuple[str, ...] = DRIFT_NUMERIC_COLUMNS + DRIFT_CATEGORICAL_COLUM
 NUMERIC_METHOD = "wasserstein"  # Evidently's normed Wasserstein distance: drift when score >= threshold
 CATEGORICAL_METHOD = "jensenshannon"  # Jensen-Shannon distance: drift when score >= threshold
 DEFAULT_MAX_ROWS = 50_000
+# Evidently sums a categorical distance in set order, which follows Python's per-process hash seed: the
+# last digits of a score change from one process to the next. Scores are reported to 10 significant digits.
+SCORE_SIGNIFICANT_DIGITS = 10
 
 _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
@@ -133,6 +136,10 @@ def _not_computed_reason(current: pd.DataFrame, reference: pd.DataFrame, column:
     return f"no values in the {' and '.join(empty_sides)} data"
 
 
+def _significant(value: float) -> float:
+    return float(f"{value:.{SCORE_SIGNIFICANT_DIGITS}g}")
+
+
 def _read_snapshot(snapshot_dict: dict[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """(DriftedColumnsCount value, {column: score/method/threshold/drifted}) from ``Snapshot.dict()``."""
     drifted_count: dict[str, float] | None = None
@@ -143,7 +150,7 @@ def _read_snapshot(snapshot_dict: dict[str, Any]) -> tuple[dict[str, float], dic
             drifted_count = {"count": float(metric["value"]["count"]), "share": float(metric["value"]["share"])}
         elif config.get("type") == _VALUE_DRIFT:
             columns[config["column"]] = {
-                "score": float(metric["value"]),
+                "score": _significant(float(metric["value"])),
                 "method": config.get("method"),
                 "threshold": None if config.get("threshold") is None else float(config["threshold"]),
                 "drifted": None,
