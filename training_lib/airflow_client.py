@@ -21,6 +21,7 @@ class AirflowApiError(RuntimeError):
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
         super().__init__(f"{method} {path} -> HTTP {status}: {body[:500]}")
         self.status = status
+        self.database_busy = status == 503 or (status == 500 and "Database error" in body)
 
 
 class AirflowClient:
@@ -33,14 +34,15 @@ class AirflowClient:
 
     # ---- plumbing
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True, retries: int | None = None) -> Any:
-        """One API call. A 503 (on SQLite: "database is locked" while the scheduler writes) is retried after a
-        pause, ``retries`` times (default: 3 for a GET, none otherwise)."""
+        """One API call. A busy database (on SQLite while the scheduler writes: 503 "database is locked", or 500
+        "Database error" when the request's audit-log write loses the lock) is retried after a pause,
+        ``retries`` times (default: 3 for a GET, none otherwise)."""
         retries = (3 if method == "GET" else 0) if retries is None else retries
         for attempt in range(retries + 1):
             try:
                 return self._request_once(method, path, body, auth)
             except AirflowApiError as exc:
-                if exc.status != 503 or attempt == retries:
+                if not exc.database_busy or attempt == retries:
                     raise
                 time.sleep(min(2.0 * (attempt + 1), 10.0))
         raise AssertionError("unreachable")
@@ -135,12 +137,11 @@ class AirflowClient:
         """Backfill ``dag_id`` over [from_date, to_date] (ISO dates, ``at`` the UTC time of day of the logical
         dates, e.g. "02:00:00" for a 02:00 schedule); ``reprocess``: none|failed|completed.
 
-        On SQLite the API refuses to create a backfill while the database is busy (503 "Database is locked", or
-        500 "Database error" when the request's audit-log write loses the lock): retried, which is safe because
-        a DAG has one backfill at a time. A creation that failed half-way can leave its backfill behind, and the
-        scheduler marks a finished backfill complete only every 30 s: while the API answers 409 "already a
-        running backfill", this waits (``wait_for_running_s`` in all) and tries again; with the default
-        ``reprocess="completed"`` the new backfill re-runs the days the left-over one ran, which changes
+        On SQLite the API refuses to create a backfill while the database is busy: retried (10 times), which is
+        safe because a DAG has one backfill at a time. A creation that failed half-way can leave its backfill
+        behind, and the scheduler marks a finished backfill complete only every 30 s: while the API answers 409
+        "already a running backfill", this waits (``wait_for_running_s`` in all) and tries again; with the
+        default ``reprocess="completed"`` the new backfill re-runs the days the left-over one ran, which changes
         nothing (re-runs are idempotent)."""
         body = {
             "dag_id": dag_id,
@@ -150,22 +151,14 @@ class AirflowClient:
             "reprocess_behavior": reprocess,
         }
         deadline = time.monotonic() + wait_for_running_s
-        busy_retries = 10
         while True:
             try:
-                return self._request_once("POST", "/api/v2/backfills", body, auth=True)
+                return self._request("POST", "/api/v2/backfills", body, retries=10)
             except AirflowApiError as exc:
-                if exc.status == 503 or (exc.status == 500 and "Database error" in str(exc)):
-                    if busy_retries == 0:
-                        raise
-                    busy_retries -= 1
-                    time.sleep(2.0)
-                elif exc.status == 409 and "already a running backfill" in str(exc):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(5.0)
-                else:
+                running = exc.status == 409 and "already a running backfill" in str(exc)
+                if not running or time.monotonic() > deadline:
                     raise
+                time.sleep(5.0)
 
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
