@@ -70,12 +70,12 @@ def publish_quality_report(lake: Lake, day: date, summary: dict[str, Any], docs_
     from training_lib.quality import data_docs_files
 
     if docs_dir is not None:
-        docs_prefix = lake.report_key(REPORTS_QUALITY, day, "data_docs/")
-        written = set()
-        for relative, path in data_docs_files(docs_dir):
-            written.add(lake.report_key(REPORTS_QUALITY, day, f"data_docs/{relative}"))
+        written = {
             lake.put_report(REPORTS_QUALITY, day, f"data_docs/{relative}", path.read_bytes())
-        lake.delete_keys([key for key in lake.list_keys(docs_prefix) if key not in written])
+            for relative, path in data_docs_files(docs_dir)
+        }
+        stale = lake.list_keys(lake.report_key(REPORTS_QUALITY, day, "data_docs/"))
+        lake.delete_keys([key for key in stale if key not in written])
     return lake.put_report(REPORTS_QUALITY, day, "summary.json", json.dumps(summary, indent=2, default=str))
 
 
@@ -194,7 +194,7 @@ def bootstrap_reference(settings: Settings, lake: Lake, day: date) -> tuple[Any,
     from training_lib.drift import build_reference
 
     frozen = lake.get_json(BOOTSTRAP_REFERENCE_KEY + ".json", missing_ok=True)
-    if frozen and day.isoformat() > max(frozen["days"]) and lake.exists(BOOTSTRAP_REFERENCE_KEY):
+    if frozen and day.isoformat() > max(frozen["days"]):  # the JSON is written after the Parquet
         frame = pd.read_parquet(io.BytesIO(lake.get_bytes(BOOTSTRAP_REFERENCE_KEY)))
         return frame, {"source": "bootstrap", **frozen}
     earlier = [d for d in lake.list_partitions(VALIDATED_TRANSACTIONS) if d < day][: settings.drift_reference_days]
