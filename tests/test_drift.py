@@ -264,27 +264,19 @@ def test_entirely_null_column_is_reported_not_computed(reference: pd.DataFrame) 
 
 
 @pytest.fixture(scope="module")
-def lake_settings():
-    from moto.server import ThreadedMotoServer
-
+def lake_settings(moto_endpoint: str) -> Settings:
     from training_lib.config import load_settings
     from training_lib.storage import ensure_bucket
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        settings = load_settings(
-            {
-                "FRAUD_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-                "FRAUD_BUCKET": "drift-reference-test",
-                "FRAUD_DRIFT_REFERENCE_DAYS": "2",
-            }
-        )
-        ensure_bucket(settings)
-        yield settings
-    finally:
-        server.stop()
+    settings = load_settings(
+        {
+            "FRAUD_S3_ENDPOINT_URL": moto_endpoint,
+            "FRAUD_BUCKET": "drift-reference-test",
+            "FRAUD_DRIFT_REFERENCE_DAYS": "2",
+        }
+    )
+    ensure_bucket(settings)
+    return settings
 
 
 def test_bootstrap_reference_of_a_day_is_the_same_when_the_day_is_rerun(lake_settings: Settings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
@@ -23,23 +22,10 @@ PREDICTION_SCHEMA = prediction_schema()  # exactly what batch scoring writes
 LABEL_SCHEMA = label_arrow_schema()
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def settings(endpoint: str) -> Settings:
+def settings(moto_endpoint: str) -> Settings:
     """A bucket of its own for every test (matured_scored_days lists the whole bucket)."""
-    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": endpoint, "FRAUD_BUCKET": f"perf-{uuid.uuid4().hex[:10]}"})
+    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": f"perf-{uuid.uuid4().hex[:10]}"})
     ensure_bucket(settings)
     return settings
 
