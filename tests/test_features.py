@@ -8,7 +8,6 @@ a day scored alone gets exactly the values it gets inside a longer run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import date, timedelta
 from functools import cache
 
@@ -363,29 +362,21 @@ def test_fraud_sprees_have_much_higher_velocity() -> None:
 
 
 @pytest.fixture(scope="module")
-def lake() -> Iterator[Lake]:
-    from moto.server import ThreadedMotoServer
-
+def lake(moto_endpoint: str) -> Lake:
     from training_lib.config import load_settings
     from training_lib.storage import ensure_bucket
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        settings = load_settings({"FRAUD_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", "FRAUD_BUCKET": "features"})
-        ensure_bucket(settings)
-        lake = Lake(settings)
-        for offset in range(-HISTORY_DAYS, 6):  # days -7..5; the tests score days 0..5
-            frame = sim_day(offset)
-            if offset % 2:
-                frame = frame.drop(columns=["is_fraud"])  # labels or none: both are valid partitions
-            lake.publish_partition(
-                VALIDATED_TRANSACTIONS, simulator().config.start + timedelta(days=offset), to_validated_arrow(frame)
-            )
-        yield lake
-    finally:
-        server.stop()
+    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": "features"})
+    ensure_bucket(settings)
+    lake = Lake(settings)
+    for offset in range(-HISTORY_DAYS, 6):  # days -7..5; the tests score days 0..5
+        frame = sim_day(offset)
+        if offset % 2:
+            frame = frame.drop(columns=["is_fraud"])  # labels or none: both are valid partitions
+        lake.publish_partition(
+            VALIDATED_TRANSACTIONS, simulator().config.start + timedelta(days=offset), to_validated_arrow(frame)
+        )
+    return lake
 
 
 def day(offset: int) -> date:

@@ -29,21 +29,13 @@ DAY = date(2024, 3, 1)
 
 
 @pytest.fixture(scope="module")
-def settings() -> Iterator[Settings]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        settings = load_settings({"FRAUD_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}", "FRAUD_BUCKET": BUCKET})
-        ensure_bucket(settings)
-        yield settings
-        lake = Lake(settings)
-        lake.delete_keys(lake.list_keys(""))
-        lake.client.delete_bucket(Bucket=BUCKET)
-    finally:
-        server.stop()
+def settings(moto_endpoint: str) -> Iterator[Settings]:
+    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": BUCKET})
+    ensure_bucket(settings)
+    yield settings
+    lake = Lake(settings)
+    lake.delete_keys(lake.list_keys(""))
+    lake.client.delete_bucket(Bucket=BUCKET)
 
 
 @pytest.fixture
