@@ -9,11 +9,15 @@ UV_VERSION := 0.13.9
 # uv from PATH when present, otherwise a private copy installed with pip into .tools/.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
+# The scale-out topology on this machine (make up-distributed): its own state folder, two Celery workers.
+DISTRIBUTED := FRAUD_STATE_DIR=$(CURDIR)/.local/distributed FRAUD_CELERY_WORKERS=$(or $(WORKERS),2)
+OS_PACKAGES := postgresql redis-server
 
-.PHONY: help install lock demo demo-fast up down status env test bench lint fmt clean
+.PHONY: help install lock os-packages demo demo-fast up down status env up-distributed down-distributed \
+	status-distributed test bench lint fmt clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv from the pinned lock (idempotent, fast on re-run)
 
@@ -33,6 +37,19 @@ lock: | $(UV) ## recompile requirements.txt from requirements.in (Python 3.11, L
 	$(UV) pip compile requirements.in --quiet --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.txt
 
+os-packages: ## PostgreSQL and Redis servers from the OS packages (Debian/Ubuntu), installed only when missing
+	@if command -v redis-server >/dev/null && { command -v postgres >/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; }; then \
+		echo "os-packages: PostgreSQL and Redis servers present"; \
+	else \
+		SUDO=""; if [ "$$(id -u)" != 0 ]; then SUDO="sudo -n"; fi; \
+		echo "os-packages: installing $(OS_PACKAGES) with apt-get (for make up-distributed and its test)"; \
+		$$SUDO mkdir -p /etc/postgresql-common/createcluster.d; \
+		echo "create_main_cluster = false  # fraud-platform: no system-wide cluster, the stack runs its own" \
+			| $$SUDO tee /etc/postgresql-common/createcluster.d/fraud-platform.conf >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(OS_PACKAGES) \
+			|| echo "os-packages: could not install $(OS_PACKAGES) (needs root or password-less sudo): the distributed topology is unavailable"; \
+	fi
+
 demo: install ## the main job end to end: 30 simulated days through the Airflow scheduler, then a summary
 	$(PY) -m training_lib.demo
 
@@ -51,7 +68,16 @@ status: install ## show PIDs and health of the local stack
 env: install ## print `export` lines to use the airflow/mlflow CLIs against the local stack
 	@$(PY) -m training_lib.stack env
 
-test: install ## run the whole test suite (starts its own stack on free ports)
+up-distributed: install os-packages ## the scale-out topology here: PostgreSQL, Redis, Celery executor, 2 workers (WORKERS=n)
+	$(DISTRIBUTED) $(PY) -m training_lib.stack up
+
+down-distributed: ## stop the distributed topology's processes by their recorded PIDs
+	@if [ -x $(PY) ]; then $(DISTRIBUTED) $(PY) -m training_lib.stack down; else echo "nothing installed, nothing to stop"; fi
+
+status-distributed: install ## show PIDs and health of the distributed topology, workers included
+	$(DISTRIBUTED) $(PY) -m training_lib.stack status
+
+test: install os-packages ## run the whole test suite (starts its own stacks on free ports)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install ## run every benchmarks/bench_*.py (ratios measured in the same run; not part of make test)
@@ -63,5 +89,5 @@ lint: install ## ruff check and format check
 fmt: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
-clean: down ## stop the stack and delete its state (.local/)
+clean: down down-distributed ## stop both stacks and delete their state (.local/)
 	rm -rf .local

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,13 @@ from training_lib.stack import (
     StackError,
     StackPaths,
     airflow_aws_connection,
+    airflow_env,
     listening_addresses,
+    postgres_password,
+    print_environment,
     process_alive,
     recorded_pid,
+    redis_password,
     session_members,
     start_process,
     stop_processes,
@@ -141,3 +146,60 @@ def test_reset_refuses_while_the_stack_runs(tmp_path) -> None:
             stack.reset()
     finally:
         stop_processes(["s3"], stack.paths)
+
+
+# ---------------------------------------------------------------- the distributed topology's definition
+
+
+def _distributed(tmp_path) -> LocalStack:
+    settings = load_settings({"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_CELERY_WORKERS": "3"})
+    return LocalStack(settings, echo=lambda _line: None)
+
+
+def test_local_topology_stays_local_executor_on_sqlite(tmp_path) -> None:
+    stack = LocalStack(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _line: None)
+    assert list(stack.services()) == ["s3", "mlflow", "airflow"]
+    env = airflow_env(stack.settings, stack.paths)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # Airflow's default: SQLite in AIRFLOW_HOME
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] == "training_lib.config.AIRFLOW_SQLITE_ARGS"
+
+
+def test_distributed_topology_uses_postgres_redis_and_celery_workers(tmp_path) -> None:
+    stack = _distributed(tmp_path)
+    groups = stack.services()
+    assert list(groups) == ["postgres", "redis", "s3", "mlflow", "airflow"]
+    env = airflow_env(stack.settings, stack.paths)
+    password = postgres_password(stack.paths)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert (
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"postgresql+psycopg2://fraud:{password}@127.0.0.1:5432/airflow"
+    )
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")  # psycopg2, not psycopg 3
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:{redis_password(stack.paths)}@127.0.0.1:6379/0"
+    # the SQLite lock-wait arguments would break a PostgreSQL connection
+    assert not [key for key in env if key.startswith("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS")]
+    workers = [s for s in groups["airflow"] if s.name.startswith("airflow-worker")]
+    assert [s.name for s in workers] == ["airflow-worker1", "airflow-worker2", "airflow-worker3"]
+    for number, worker in enumerate(workers, start=1):
+        command = worker.argv[worker.argv.index("--") + 1 :]
+        assert command[1:3] == ["celery", "worker"] and "--skip-serve-logs" in command  # no log server on 0.0.0.0
+        assert command[command.index("--celery-hostname") + 1] == f"worker{number}@%h"
+    mlflow = groups["mlflow"][0]
+    assert "--backend-store-uri" not in mlflow.argv and password not in " ".join(mlflow.argv)
+    assert mlflow.env["MLFLOW_BACKEND_STORE_URI"].endswith("@127.0.0.1:5432/mlflow")
+    postgres = groups["postgres"][0].argv
+    assert postgres[postgres.index("-h") + 1] == "127.0.0.1" and password not in " ".join(postgres)
+
+
+def test_environment_printout_holds_no_secret_values(tmp_path, capsys) -> None:
+    stack = _distributed(tmp_path)
+    print_environment(stack.settings, stack.paths)
+    printed = capsys.readouterr().out
+    for secret in (postgres_password(stack.paths), redis_password(stack.paths)):
+        assert secret not in printed
+    line = next(row for row in printed.splitlines() if "SQL_ALCHEMY_CONN_CMD" in row)
+    secret_file = line.split("cat ", 1)[1].rstrip('"')
+    assert (os.stat(secret_file).st_mode & 0o077) == 0
+    expected = airflow_env(stack.settings, stack.paths)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert Path(secret_file).read_text() == expected

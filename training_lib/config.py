@@ -144,6 +144,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "alert_rate_factor": _parse_positive_float,
     "notify_webhook_url": _parse_optional_url,
     "scoring_bucket_rows": _parse_positive_int,
+    "scoring_shard_rows": _parse_attempts,
+    "scoring_max_shards": _parse_attempts,
+    "celery_workers": _parse_positive_int,
+    "celery_worker_concurrency": _parse_attempts,
+    "postgres_port": _parse_attempts,
+    "redis_port": _parse_attempts,
     "threshold_strategy": _parse_threshold_strategy,
     "drift_reference_days": _parse_positive_int,
 }
@@ -246,6 +252,27 @@ class Settings:
     scoring_bucket_rows: int = _env_field(
         "FRAUD_SCORING_BUCKET_ROWS", 200_000, "Rows per card bucket in batch scoring (bounds its memory)."
     )
+    scoring_shard_rows: int = _env_field(
+        "FRAUD_SCORING_SHARD_ROWS",
+        250_000,
+        "Rows per scoring shard: a day is split by card into this many rows' worth of parallel worker tasks.",
+    )
+    scoring_max_shards: int = _env_field(
+        "FRAUD_SCORING_MAX_SHARDS", 16, "At most this many scoring shards (mapped tasks) per day."
+    )
+    celery_workers: int = _env_field(
+        "FRAUD_CELERY_WORKERS",
+        0,
+        "0: LocalExecutor on SQLite (`make up`). N > 0: CeleryExecutor with N workers, PostgreSQL and Redis "
+        "(`make up-distributed` uses 2).",
+    )
+    celery_worker_concurrency: int = _env_field(
+        "FRAUD_CELERY_WORKER_CONCURRENCY", 2, "Task slots (processes) per Celery worker."
+    )
+    postgres_port: int = _env_field(
+        "FRAUD_POSTGRES_PORT", 5432, "PostgreSQL of the distributed stack (Airflow metadata, MLflow backend store)."
+    )
+    redis_port: int = _env_field("FRAUD_REDIS_PORT", 6379, "Redis of the distributed stack (the Celery broker).")
     card_token_key: str | None = _env_field(
         "FRAUD_CARD_TOKEN_KEY",
         None,
@@ -267,6 +294,11 @@ class Settings:
     @property
     def include_folder(self) -> Path:
         return PROJECT_ROOT / "include"
+
+    @property
+    def distributed(self) -> bool:
+        """The scale-out topology: Celery workers, PostgreSQL, Redis (instead of LocalExecutor on SQLite)."""
+        return self.celery_workers > 0
 
     def s3_credentials(self) -> tuple[str | None, str | None]:
         """Explicit keys; dummy keys for the embedded moto server; else (None, None): boto3's chain."""

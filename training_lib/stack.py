@@ -10,12 +10,18 @@ Airflow runs as the four processes ``airflow standalone`` runs (api-server, sche
 dag-processor, triggerer), started one by one so that each has a PID file and the scheduler and
 triggerer do not open their log-serving ports (which would bind all interfaces; the API server
 reads task logs from the shared local folder anyway).
+
+With ``FRAUD_CELERY_WORKERS=N`` (``make up-distributed``) the same command starts the scale-out topology
+of docker-compose.yaml on this machine: PostgreSQL (Airflow metadata and MLflow backend store) and Redis
+(Celery broker) from the OS packages, with data under the state folder and passwords generated into it,
+Airflow with the CeleryExecutor and N ``airflow celery worker`` processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import secrets
@@ -24,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +43,11 @@ from training_lib.config import Settings, load_settings, process_environment
 
 LOOPBACK = "127.0.0.1"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+POSTGRES_USER = "fraud"  # owner of the distributed stack's databases
+POSTGRES_OS_USER = "postgres"  # PostgreSQL refuses to run as root: started by root, it runs as this OS user
+POSTGRES_DATABASES = ("airflow", "mlflow")
+POSTGRES_MAX_CONNECTIONS = 200
+OS_PACKAGES_HINT = "run `make os-packages` (installs the Debian packages postgresql and redis-server)"
 
 
 class StackError(RuntimeError):
@@ -92,9 +104,11 @@ class StackPaths:
         self.mlflow = root / "mlflow"
         self.airflow_home = root / "airflow"
         self.airflow_passwords = self.airflow_home / "simple_auth_manager_passwords.json.generated"
+        self.postgres = root / "postgres"  # the data directory (owned by the postgres OS user under root)
+        self.redis = root / "redis"
 
     def create(self) -> None:
-        for folder in (self.pids, self.logs, self.secrets, self.mlflow, self.airflow_home):
+        for folder in (self.pids, self.logs, self.secrets, self.mlflow, self.airflow_home, self.redis):
             folder.mkdir(parents=True, exist_ok=True)
 
     def pid_file(self, name: str) -> Path:
@@ -185,7 +199,72 @@ def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
             "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings),
         }
     )
+    if settings.distributed:
+        for sqlite_only in (
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC",
+        ):
+            env.pop(sqlite_only)
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(max(4, settings.celery_workers * settings.celery_worker_concurrency)),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url(settings, paths, "airflow"),
+                "AIRFLOW__CELERY__BROKER_URL": redis_url(settings, paths),
+                # the driver must be named: plain db+postgresql:// makes SQLAlchemy look for psycopg 3
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres_url(settings, paths, "airflow"),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.celery_worker_concurrency),
+            }
+        )
     return env
+
+
+def postgres_password(paths: StackPaths) -> str:
+    return _read_or_create_secret(paths.secrets / "postgres.password", lambda: secrets.token_urlsafe(24))
+
+
+def redis_password(paths: StackPaths) -> str:
+    return _read_or_create_secret(paths.secrets / "redis.password", lambda: secrets.token_urlsafe(24))
+
+
+def postgres_url(settings: Settings, paths: StackPaths, database: str) -> str:
+    """SQLAlchemy URL of one database of the distributed stack's PostgreSQL (psycopg2 driver)."""
+    password = postgres_password(paths)
+    return f"postgresql+psycopg2://{POSTGRES_USER}:{password}@{LOOPBACK}:{settings.postgres_port}/{database}"
+
+
+def redis_url(settings: Settings, paths: StackPaths) -> str:
+    return f"redis://:{redis_password(paths)}@{LOOPBACK}:{settings.redis_port}/0"
+
+
+# --------------------------------------------------------------------------- PostgreSQL and Redis binaries
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server program: from PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda path: int(Path(path).parts[-3].split(".")[0])
+    )
+    if not candidates:
+        raise StackError(f"PostgreSQL's {name} is not installed: {OS_PACKAGES_HINT}")
+    return candidates[-1]
+
+
+def redis_bin() -> str:
+    found = shutil.which("redis-server")
+    if not found:
+        raise StackError(f"redis-server is not installed: {OS_PACKAGES_HINT}")
+    return found
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """Run as the postgres OS user when we are root (PostgreSQL refuses root); unchanged otherwise."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", f"--reuid={POSTGRES_OS_USER}", f"--regid={POSTGRES_OS_USER}", "--init-groups", "--", *argv]
 
 
 def airflow_password(settings: Settings, paths: StackPaths) -> str:
@@ -428,7 +507,49 @@ class LocalStack:
         ]  # fmt: skip
         env = platform_env(self.settings, self.paths)
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        if self.settings.distributed:
+            # PostgreSQL backend store, passed by environment so that the password is not on the command line
+            position = argv.index("--backend-store-uri")
+            del argv[position : position + 2]
+            env["MLFLOW_BACKEND_STORE_URI"] = postgres_url(self.settings, self.paths, "mlflow")
         return Service("mlflow", argv, env, lambda: http_ok(f"{uri}/health"), port)
+
+    def postgres_service(self) -> Service:
+        port = self.settings.postgres_port
+        argv = _as_postgres_user(
+            [
+                postgres_bin("postgres"),
+                "-D", str(self.paths.postgres),
+                "-h", LOOPBACK,
+                "-p", str(port),
+                "-k", str(self.paths.postgres),  # the Unix socket stays in the data directory, not /run
+                "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}",
+            ]
+        )  # fmt: skip
+        env = {"PATH": process_environment().get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        return Service("postgres", argv, env, self._postgres_healthy, port)
+
+    def redis_service(self) -> Service:
+        return Service(
+            "redis", [redis_bin(), str(self.paths.redis / "redis.conf")], platform_env(self.settings, self.paths),
+            self._redis_healthy, self.settings.redis_port,
+        )  # fmt: skip
+
+    def celery_worker_services(self) -> list[Service]:
+        env = airflow_env(self.settings, self.paths)
+        services = []
+        for number in range(1, self.settings.celery_workers + 1):
+            argv = [
+                _bin("airflow"), "celery", "worker",
+                "--concurrency", str(self.settings.celery_worker_concurrency),
+                "--celery-hostname", f"worker{number}@%h",
+                # the worker's log server would bind every interface; the API server reads the shared folder
+                "--skip-serve-logs",
+                "--pid", str(self.paths.airflow_home / f"celery-worker{number}.pid"),  # Celery's own, one per worker
+            ]  # fmt: skip
+            argv = [sys.executable, "-m", "training_lib.supervise", "--", *argv]
+            services.append(Service(f"airflow-worker{number}", argv, env))
+        return services
 
     def airflow_services(self) -> list[Service]:
         env = airflow_env(self.settings, self.paths)
@@ -441,23 +562,70 @@ class LocalStack:
             argv = [sys.executable, "-m", "training_lib.supervise", "--", *argv]
             port = _port_of(self.settings.airflow_api_url) if component == "api-server" else None
             services.append(Service(f"airflow-{component}", argv, env, None, port))
+        if self.settings.distributed:
+            services.extend(self.celery_worker_services())
         return services
 
     def services(self) -> dict[str, list[Service]]:
+        """Service groups in start order; PostgreSQL and Redis only in the distributed topology."""
         builders = {
+            "postgres": lambda: [self.postgres_service()],
+            "redis": lambda: [self.redis_service()],
             "s3": lambda: [self.s3_service()],
             "mlflow": lambda: [self.mlflow_service()],
             "airflow": self.airflow_services,
         }
-        return {
-            group: builders[group]()
-            for group in ("s3", "mlflow", "airflow")
-            if group in self.settings.embedded_services
-        }
+        wanted = [*self.infrastructure_groups(), *self.settings.embedded_services]
+        return {group: builders[group]() for group in builders if group in wanted}
+
+    def infrastructure_groups(self) -> tuple[str, ...]:
+        return ("postgres", "redis") if self.settings.distributed else ()
 
     # ---- health
     def _s3_healthy(self) -> bool:
         return http_ok(f"{self.settings.s3_endpoint_url}/moto-api/data.json")
+
+    def _postgres_connect(self, database: str = "postgres"):
+        import psycopg2
+
+        return psycopg2.connect(
+            host=LOOPBACK, port=self.settings.postgres_port, user=POSTGRES_USER,
+            password=postgres_password(self.paths), dbname=database, connect_timeout=2,
+        )  # fmt: skip
+
+    def _postgres_healthy(self) -> bool:
+        import psycopg2
+
+        try:
+            self._postgres_connect().close()
+        except psycopg2.OperationalError:
+            return False
+        return True
+
+    def _redis_healthy(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(LOOPBACK, self.settings.redis_port, password=redis_password(self.paths),
+                                    socket_timeout=2).ping())  # fmt: skip
+        except redis.RedisError:
+            return False
+
+    def celery_workers_answering(self) -> list[str]:
+        """Hostnames of the Celery workers that answer a ping over the broker."""
+        from celery import Celery
+
+        app = Celery(broker=redis_url(self.settings, self.paths))
+        try:
+            replies = app.control.ping(timeout=1.0) or []
+        except Exception:  # broker not reachable yet: nobody answers
+            return []
+        finally:
+            app.close()
+        return sorted(name for reply in replies for name in reply)
+
+    def _workers_ready(self) -> bool:
+        return len(self.celery_workers_answering()) >= self.settings.celery_workers
 
     def _wait(self, what: str, check: Callable[[], bool], timeout: float, watch: list[str]) -> float:
         start = time.monotonic()
@@ -492,6 +660,8 @@ class LocalStack:
                         f"{service.name}: port {service.port} on {LOOPBACK} is taken by a process that is not "
                         f"ours; stop it or choose another port in the settings (see README, Configuration)"
                     )
+        if self.settings.distributed:
+            self._start_infrastructure(groups, timeout)
         if "s3" in groups:
             names = self._start_missing(groups["s3"])
             took = self._wait("S3 (moto)", self._s3_healthy, timeout, names)
@@ -509,8 +679,81 @@ class LocalStack:
         if "airflow" in groups:
             took = self._wait("Airflow", lambda: airflow_healthy(self.settings.airflow_api_url), timeout, airflow_names)
             self.echo(f"[airflow] healthy after {took:.1f}s")
+            if self.settings.distributed:
+                took = self._wait("Celery workers", self._workers_ready, timeout, airflow_names)
+                self.echo(f"[airflow] {self.settings.celery_workers} Celery worker(s) answering after {took:.1f}s")
         self.echo(f"local stack up in {time.monotonic() - started:.0f}s")
         self.echo(self.describe())
+
+    def _start_infrastructure(self, groups: dict[str, list[Service]], timeout: float) -> None:
+        """PostgreSQL (initialised on first start, databases created) and Redis, healthy before anything else."""
+        self._init_postgres()
+        self._write_redis_config()
+        for group, what in (("postgres", "PostgreSQL"), ("redis", "Redis")):
+            names = self._start_missing(groups[group])
+            took = self._wait(what, groups[group][0].health, timeout, names)  # type: ignore[arg-type]
+            self.echo(f"[{group}] healthy after {took:.1f}s")
+        with contextlib.closing(self._postgres_connect()) as connection:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                for database in POSTGRES_DATABASES:
+                    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                    if cursor.fetchone() is None:
+                        cursor.execute(f'CREATE DATABASE "{database}"')
+                        self.echo(f"[postgres] created database {database}")
+
+    def _init_postgres(self) -> None:
+        """``initdb`` the data directory once: password authentication only, the password from the state folder."""
+        data = self.paths.postgres
+        if (data / "PG_VERSION").exists():
+            return
+        data.mkdir(parents=True, exist_ok=True)
+        data.chmod(0o700)
+        with tempfile.TemporaryDirectory(prefix="fraud-pg-") as scratch:
+            password_file = Path(scratch) / "password"
+            password_file.write_text(postgres_password(self.paths))
+            if os.geteuid() == 0:
+                import pwd
+
+                account = pwd.getpwnam(POSTGRES_OS_USER)
+                for path in (data, Path(scratch), password_file):
+                    os.chown(path, account.pw_uid, account.pw_gid)
+                reach = subprocess.run(_as_postgres_user(["test", "-w", str(data)]), check=False)
+                if reach.returncode != 0:
+                    raise StackError(
+                        f"the {POSTGRES_OS_USER} OS user (PostgreSQL refuses to run as root) cannot write {data}: "
+                        f"a parent folder is private; choose a FRAUD_STATE_DIR it can reach"
+                    )
+            argv = [
+                postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_USER, f"--pwfile={password_file}",
+                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C",
+            ]  # fmt: skip
+            log_path = self.paths.log_file("postgres-initdb")
+            with open(log_path, "ab") as log:
+                result = subprocess.run(_as_postgres_user(argv), stdout=log, stderr=subprocess.STDOUT, check=False)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed (exit {result.returncode}); see {log_path}")
+        self.echo(f"[postgres] initialised {data}")
+
+    def _write_redis_config(self) -> None:
+        """Redis on loopback with a password, no persistence (Celery messages are re-sent by the scheduler)."""
+        config = "\n".join(
+            [
+                f"bind {LOOPBACK}",
+                f"port {self.settings.redis_port}",
+                "protected-mode yes",
+                f"requirepass {redis_password(self.paths)}",
+                f"dir {self.paths.redis}",
+                'save ""',
+                "appendonly no",
+                "daemonize no",
+                "",
+            ]
+        )
+        path = self.paths.redis / "redis.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(config)
 
     def _start_missing(self, services: list[Service]) -> list[str]:
         names = []
@@ -540,9 +783,13 @@ class LocalStack:
         return self._start_missing(services)
 
     def down(self) -> None:
-        names = [service.name for services in self.services().values() for service in services]
-        for name, outcome in stop_processes(list(reversed(names)), self.paths).items():
-            self.echo(f"[{name}] {outcome}")
+        """Stop by PID: the platform's services first, then (distributed) the databases they were using."""
+        groups = self.services()
+        infrastructure = self.infrastructure_groups()
+        for layer in ([g for g in groups if g not in infrastructure], [g for g in groups if g in infrastructure]):
+            names = [service.name for group in layer for service in groups[group]]
+            for name, outcome in stop_processes(list(reversed(names)), self.paths).items():
+                self.echo(f"[{name}] {outcome}")
 
     def reset(self) -> None:
         """Delete the MLflow and Airflow state (the stack must be down; S3 on moto lives in memory).
@@ -551,7 +798,7 @@ class LocalStack:
         if any(self.running().values()):
             raise StackError("stop the stack before resetting its state")
         password = self.paths.airflow_passwords.read_bytes() if self.paths.airflow_passwords.exists() else None
-        for folder in (self.paths.mlflow, self.paths.airflow_home):
+        for folder in (self.paths.mlflow, self.paths.airflow_home, self.paths.postgres, self.paths.redis):
             shutil.rmtree(folder, ignore_errors=True)
         self.paths.create()
         if password is not None:
@@ -574,11 +821,19 @@ class LocalStack:
             f"  S3 endpoint: {settings.s3_endpoint_url or 'AWS default'}   bucket: s3://{settings.bucket}",
             f"  state      : {self.paths.root}",
         ]
+        if settings.distributed:
+            lines.append(
+                f"  executor   : CeleryExecutor, {settings.celery_workers} worker(s) × "
+                f"{settings.celery_worker_concurrency} slots; PostgreSQL {LOOPBACK}:{settings.postgres_port}, "
+                f"Redis {LOOPBACK}:{settings.redis_port}"
+            )
         return "\n".join(lines)
 
     def status(self) -> bool:
         """Print each service's PID and health; True when everything configured is up and healthy."""
         checks = {
+            "postgres": self._postgres_healthy,
+            "redis": self._redis_healthy,
             "s3": self._s3_healthy,
             "mlflow": lambda: http_ok(f"{self.settings.mlflow_tracking_uri}/health"),
             "airflow": lambda: airflow_healthy(self.settings.airflow_api_url),
@@ -602,8 +857,33 @@ class LocalStack:
             health = airflow_health(self.settings.airflow_api_url)
             if health:
                 self.echo("  airflow components: " + ", ".join(f"{k}={v}" for k, v in health.items()))
+            if self.settings.distributed:
+                answering = self.celery_workers_answering()
+                all_ok &= len(answering) >= self.settings.celery_workers
+                self.echo(f"  celery workers answering: {', '.join(answering) or 'none'}")
         self.echo(self.describe())
         return all_ok
+
+
+# Connection URLs that carry a password: `env` prints Airflow's ``<KEY>_CMD`` form reading a private file.
+URL_SECRETS = (
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+)
+
+
+def print_environment(settings: Settings, paths: StackPaths) -> None:
+    """``export`` lines for the airflow/mlflow CLIs against this stack; no secret values on screen."""
+    for key, value in sorted(airflow_env(settings, paths).items()):
+        if key in URL_SECRETS:
+            secret_file = paths.secrets / f"{key.lower()}.url"
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
+            print(f"export {key}_CMD={json.dumps(f'cat {secret_file}')}")
+        elif key.startswith(("AIRFLOW", "FRAUD_", "MLFLOW_", "AWS_")) and "SECRET" not in key and "KEY" not in key:
+            print(f"export {key}={json.dumps(value)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,13 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             stack.down()
         elif args.command == "env":
-            for key, value in sorted(airflow_env(settings, stack.paths).items()):
-                if (
-                    key.startswith(("AIRFLOW", "FRAUD_", "MLFLOW_", "AWS_"))
-                    and "SECRET" not in key
-                    and "KEY" not in key
-                ):
-                    print(f"export {key}={json.dumps(value)}")
+            print_environment(settings, stack.paths)
         else:
             return 0 if stack.status() else 1
     except StackError as exc:
