@@ -6,6 +6,9 @@ from _platform import DAY_PARAM, DEFAULT_ARGS, DRIFT_DETECTED, NIGHTLY_SCORING, 
 from airflow.sdk import dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
+# The mapped task's label in the UI, rendered from the unmapped task's arguments: "shard 1/3".
+SHARD_LABEL = "shard {{ task.op_kwargs['spec']['shard'] + 1 }}/{{ task.op_kwargs['spec']['shards'] }}"
+
 DOC = """
 ### Nightly batch scoring
 
@@ -14,12 +17,19 @@ or by hand with the **Day to process** parameter.
 
 1. **wait_for_validated** — waits (reschedule mode) until `transactions_daily` has published
    `validated/transactions/dt=D/` for that day, instead of racing ingestion.
-2. **score** — resolves `models:/<name>@champion` at run time (a move of the alias in the MLflow UI
-   applies to the next run), scores the day in card buckets of bounded memory and publishes
-   `predictions/dt=D/` atomically (manifest + `_SUCCESS`): trans_num, card token (no card number),
-   amount, category, score, decision (the version's stored threshold), model name and version; run id
-   and time in the manifest. Re-running a day with the same champion leaves the partition unchanged.
-   Summary: `reports/scoring/dt=D/summary.json`.
+2. **scoring** — the day split by card into shards, each scored by its own worker task, published
+   together as one partition:
+   - **plan** resolves `models:/<name>@champion` once at run time (a move of the alias in the MLflow UI
+     applies to the next run) and splits the day into ceil(rows / `FRAUD_SCORING_SHARD_ROWS`) shards
+     (at most `FRAUD_SCORING_MAX_SHARDS`): one spec per shard;
+   - **score_shard** (mapped, one task instance per shard, "shard i/n") loads exactly the planned model
+     version, scores its cards in buckets of bounded memory (`FRAUD_SCORING_BUCKET_ROWS`) and stages its
+     part files, invisible to readers; more workers, more shards scored at once;
+   - **commit** checks that every shard is there once and that the rows add up, then publishes
+     `predictions/dt=D/` atomically (one manifest + `_SUCCESS`): trans_num, card token (no card number),
+     amount, category, score, decision (the version's stored threshold), model name and version; run id
+     and time in the manifest. Re-running a day with the same champion leaves the partition unchanged.
+     Summary: `reports/scoring/dt=D/summary.json`.
 3. **alert_rate_check** — notifies (log, or `FRAUD_NOTIFY_WEBHOOK_URL`) when the day alerts more than
    `FRAUD_ALERT_RATE_FACTOR` × `FRAUD_ALERT_BUDGET`.
 4. **realized_quality** — for scored days whose labels have matured: precision, recall, PR-AUC into
@@ -40,12 +50,34 @@ or by hand with the **Day to process** parameter.
     doc_md=DOC,
 )
 def batch_score():
-    @task
-    def score() -> dict:
-        from training_lib.config import load_settings
-        from training_lib.scoring import score_day
+    validated = validated_sensor("wait_for_validated")
 
-        return score_day(load_settings(), run_day(), run_id=get_current_context()["run_id"])
+    @task_group(group_id="scoring")
+    def scoring() -> dict:
+        @task
+        def plan() -> list[dict]:
+            from training_lib.config import load_settings
+            from training_lib.scoring import plan_scoring
+
+            return plan_scoring(load_settings(), run_day(), run_id=get_current_context()["run_id"])
+
+        @task(map_index_template=SHARD_LABEL)
+        def score_shard(spec: dict) -> dict:
+            from training_lib.config import load_settings
+            from training_lib.scoring import score_shard
+
+            return score_shard(load_settings(), spec)
+
+        @task
+        def commit(specs: list[dict], results: list[dict]) -> dict:
+            from training_lib.config import load_settings
+            from training_lib.scoring import commit_scoring
+
+            return commit_scoring(load_settings(), specs, list(results))
+
+        specs = plan()
+        validated >> specs
+        return commit(specs, score_shard.expand(spec=specs))
 
     @task
     def alert_rate_check(summary: dict) -> bool:
@@ -87,8 +119,7 @@ def batch_score():
 
         signal_retrain(realized_quality(summary))
 
-    summary = score()
-    validated_sensor("wait_for_validated") >> summary
+    summary = scoring()
     alert_rate_check(summary)
     monitoring(summary)
 

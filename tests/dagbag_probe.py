@@ -45,7 +45,12 @@ def main(dag_folder: str, output: str) -> None:
                 name: {**param.schema, "description": param.description or ""} for name, param in dag.params.items()
             },
             "tasks": {
-                task.task_id: {"owner": task.owner, "retries": task.retries, "upstream": sorted(task.upstream_task_ids)}
+                task.task_id: {
+                    "owner": task.owner,
+                    "retries": task.retries,
+                    "upstream": sorted(task.upstream_task_ids),
+                    "mapped": bool(task.is_mapped),
+                }
                 for task in dag.tasks
             },
         }

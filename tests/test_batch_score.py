@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
 import pytest
 
 from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
 from training_lib.storage import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
+from training_lib.train import seed_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -19,6 +21,7 @@ STACK_SETTINGS = {
     "FRAUD_LABEL_DELAY_DAYS": "1",
     "FRAUD_MODEL_NAME": "fraud-detector-scoring",
     "FRAUD_SCORING_BUCKET_ROWS": "1500",  # several buckets even on a small day
+    "FRAUD_SCORING_SHARD_ROWS": "2000",  # and 2+ shards: the DAG maps score_shard over them
 }
 SIMULATION = SimulationConfig(seed=8, start=START, n_customers=2000, transactions_per_day=4000, label_delay_days=1)
 
@@ -36,15 +39,7 @@ def lake(local_stack, simulator: Simulator) -> Lake:
 
 
 def _train(settings, window: int) -> str:
-    from training_lib.registry import Registry, decide
-    from training_lib.train import build_dataset, evaluate_candidates, train_and_log
-
-    info, parts = build_dataset(settings, window)
-    trained = train_and_log(settings, info, parts)
-    evaluation = evaluate_candidates(settings, trained["version"], info.dataset_id)
-    decision = decide(evaluation["candidate_pr_auc"], evaluation["champion_pr_auc"], floor=0.0, margin=0.0)
-    Registry(settings).record_decision(trained["version"], decision, evaluation=evaluation, actor="user:test")
-    return trained["version"]
+    return seed_champion(settings, window, actor="user:test")["version"]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +67,7 @@ def test_one_row_per_validated_transaction_all_with_the_champion(lake, simulator
     assert set(predictions["model_version"]) == {champion_version}
     assert lake.partition_manifest(PREDICTIONS, SCORED)["metadata"]["scoring_run_id"] == "test-run-1"
     assert lake.exists(f"predictions/dt={SCORED.isoformat()}/_SUCCESS")
-    assert scored["buckets"] >= 2
+    assert scored["buckets"] >= 2 and scored["shards"] >= 2
 
 
 def test_decisions_follow_the_stored_threshold(local_stack, lake, scored) -> None:
@@ -147,17 +142,47 @@ def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored
     assert lake.partition_manifest(PREDICTIONS, SCORED)["metadata"]["scoring_run_id"] != "test-run-broken"
 
 
+def test_shards_give_the_predictions_of_one_shard_row_for_row(local_stack, lake, scored) -> None:
+    import pandas as pd
+
+    from training_lib.scoring import IncompleteScoring, commit_scoring, plan_scoring, score_day, score_shard
+
+    settings = local_stack.settings
+    one = score_day(dataclasses.replace(settings, scoring_shard_rows=10**7), SCORED, run_id="test-one-shard")
+    assert one["shards"] == 1
+    expected = _predictions(lake).sort_values("trans_num").reset_index(drop=True)
+    sharded = dataclasses.replace(settings, scoring_shard_rows=1000)
+    specs = plan_scoring(sharded, SCORED, run_id="test-shards")
+    assert len(specs) >= 3 and {spec["model_version"] for spec in specs} == set(expected["model_version"])
+    results = [score_shard(sharded, spec) for spec in specs]  # each loads models:/<name>/<planned version>
+    before = lake.partition_manifest(PREDICTIONS, SCORED)
+    with pytest.raises(IncompleteScoring, match=rf"shard\(s\) \[{len(specs) - 1}\] of {len(specs)} missing"):
+        commit_scoring(sharded, specs, results[:-1])
+    assert lake.partition_manifest(PREDICTIONS, SCORED) == before  # nothing published
+    summary = commit_scoring(sharded, specs, results)
+    assert summary["shards"] == len(specs) and summary["rows"] == one["rows"] and summary["alerts"] == one["alerts"]
+    assert summary["score_histogram"] == one["score_histogram"]
+    manifest = lake.partition_manifest(PREDICTIONS, SCORED)
+    assert manifest["version"] != before["version"] and manifest["metadata"]["scoring_run_id"] == "test-shards"
+    actual = _predictions(lake).sort_values("trans_num").reset_index(drop=True)
+    pd.testing.assert_frame_equal(actual, expected)
+
+
 def test_moving_the_alias_between_runs_changes_the_model_version(local_stack, lake, champion_version, scored) -> None:
     from mlflow import MlflowClient
 
-    from training_lib.scoring import score_day
+    from training_lib.scoring import commit_scoring, plan_scoring, score_day, score_shard
 
     settings = local_stack.settings
     second = _train(settings, window=4)
     client = MlflowClient(settings.mlflow_tracking_uri)
     current = client.get_model_version_by_alias(settings.model_name, "champion").version
     target = champion_version if current == second else second  # whichever version is not champion now
+    specs = plan_scoring(settings, SCORED, run_id="test-run-moved-mid-run")
     client.set_registered_model_alias(settings.model_name, "champion", target)  # what the MLflow UI does
+    summary = commit_scoring(settings, specs, [score_shard(settings, spec) for spec in specs])
+    assert summary["shards"] >= 2 and summary["model_version"] == current  # the run sticks to its plan
+    assert set(_predictions(lake)["model_version"]) == {current}
     score_day(settings, SCORED, run_id="test-run-3")
     assert set(_predictions(lake)["model_version"]) == {target}
 
@@ -173,15 +198,24 @@ def test_batch_score_dag_scores_a_day_end_to_end(local_stack, lake, scored) -> N
     client.set_paused("batch_score", False)
     run = client.trigger("batch_score", {"day": SCORED.isoformat()})
     final = client.wait_for_run("batch_score", run["dag_run_id"], timeout=600)
-    states = {ti["task_id"]: ti["state"] for ti in client.task_instances("batch_score", run["dag_run_id"])}
-    assert final["state"] == "success", states
+    instances = client.task_instances("batch_score", run["dag_run_id"])
+    states = {ti["task_id"]: ti["state"] for ti in instances if ti["task_id"] != "scoring.score_shard"}
+    shards = sorted(
+        (ti["map_index"], ti["state"], ti.get("rendered_map_index"))
+        for ti in instances
+        if ti["task_id"] == "scoring.score_shard"
+    )
+    assert final["state"] == "success", (states, shards)
+    summary = lake.get_json(lake.report_key(REPORTS_SCORING, SCORED, "summary.json"))
+    n = summary["shards"]
+    assert n >= 2 and shards == [(i, "success", f"shard {i + 1}/{n}") for i in range(n)]
+    assert states["scoring.plan"] == states["scoring.commit"] == states["alert_rate_check"] == "success"
     predictions = _predictions(lake)
     champion = Registry(local_stack.settings).champion().version
     assert set(predictions["model_version"]) == {champion}
     manifest = lake.partition_manifest(PREDICTIONS, SCORED)
     # a new champion since the earlier runs: a new version; else the same content was kept
-    scored_by = lake.get_json(lake.report_key(REPORTS_SCORING, SCORED, "summary.json"))["scoring_run_id"]
-    assert scored_by == run["dag_run_id"]
+    assert summary["scoring_run_id"] == run["dag_run_id"]
     assert manifest["metadata"]["model_version"] == champion
     assert len(predictions) == lake.partition_manifest(VALIDATED_TRANSACTIONS, SCORED)["rows"]
     assert states["monitoring.realized_quality"] == "success"

@@ -103,11 +103,21 @@ def test_a_nightly_run_processes_the_day_that_ended(dagbag: dict, dag_id: str, i
     [
         ("transactions_daily", "quality.validate", "wait_for_landing"),
         ("labels_daily", "ingest", "wait_for_labels"),
-        ("batch_score", "score", "wait_for_validated"),
+        ("batch_score", "scoring.plan", "wait_for_validated"),
     ],
 )
 def test_work_waits_for_its_sensor(dagbag: dict, dag_id: str, task_id: str, waits_for: str) -> None:
     assert waits_for in dagbag["dags"][dag_id]["tasks"][task_id]["upstream"]
+
+
+def test_batch_scoring_fans_out_into_mapped_shards_and_commits_once(dagbag: dict) -> None:
+    tasks = dagbag["dags"]["batch_score"]["tasks"]
+    assert tasks["scoring.score_shard"]["mapped"] and not tasks["scoring.commit"]["mapped"]
+    assert tasks["scoring.score_shard"]["upstream"] == ["scoring.plan"]
+    assert tasks["scoring.commit"]["upstream"] == ["scoring.plan", "scoring.score_shard"]
+    for downstream in ("alert_rate_check", "monitoring.realized_quality"):
+        assert tasks[downstream]["upstream"] == ["scoring.commit"]
+    assert "score" not in tasks
 
 
 def test_every_trigger_param_is_typed_and_explained(dagbag: dict) -> None:

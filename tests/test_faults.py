@@ -8,8 +8,9 @@ In order, against one stack:
    one champion move per promotion;
 3. the MLflow server stopped (by its recorded PID) before a ``retrain``: the run fails naming the tracking URI,
    aliases and the audit log are unchanged; after ``stack up`` restarts it, clearing the run succeeds;
-4. the scoring task SIGKILLed as soon as its first part file appears: no partial predictions partition is
-   visible, the retry publishes a complete one and the killed attempt's files are gone.
+4. the scoring shard task (``scoring.score_shard``) SIGKILLed as soon as its first part file appears: no
+   partial predictions partition is visible, the retry publishes a complete one and the killed attempt's
+   files are gone.
 
 Figures (freeze length, tries, recovery times) are printed (``pytest -s``) and kept in ``FIGURES``.
 """
@@ -374,8 +375,8 @@ def test_scoring_killed_mid_write_leaves_nothing_partial_and_the_retry_publishes
     client = _unpaused(local_stack.airflow(), "batch_score")
     run_id = client.trigger("batch_score", {"day": BIG_DAY.isoformat()})["dag_run_id"]
     staged = _poll(lambda: _data_keys(lake, PREDICTIONS, BIG_DAY), 900, "the first staged part file", interval=0.1)
-    ti = _ti(client, "batch_score", run_id, "score")
-    assert ti["state"] == "running" and ti["try_number"] == 1, ti
+    ti = _ti(client, "batch_score", run_id, "scoring.score_shard")  # the day is one shard: map index 0
+    assert ti["state"] == "running" and ti["try_number"] == 1 and ti["map_index"] == 0, ti
     os.kill(_task_process(ti), signal.SIGKILL)
     killed_at = time.monotonic()
     killed_files = _data_keys(lake, PREDICTIONS, BIG_DAY)
@@ -388,8 +389,10 @@ def test_scoring_killed_mid_write_leaves_nothing_partial_and_the_retry_publishes
         client, "batch_score", run_id, lambda: _visible(lake, PREDICTIONS, BIG_DAY)["state"], 1200
     )
     assert final["state"] == "success", _states(client, "batch_score", run_id)
-    score = _ti(client, "batch_score", run_id, "score")
+    score = _ti(client, "batch_score", run_id, "scoring.score_shard")
     assert score["state"] == "success" and score["try_number"] == 2, score
+    commit = _ti(client, "batch_score", run_id, "scoring.commit")
+    assert commit["state"] == "success" and commit["try_number"] == 1, commit  # it ran once, after the retry
     _figure("scoring_republished_after_kill_s", round(time.monotonic() - killed_at, 1))
     assert set(seen) <= {"absent", "complete"}, seen
 

@@ -389,3 +389,55 @@ def test_republishing_identical_content_keeps_the_version_and_bytes(lake: Lake, 
     assert {key: lake.get_bytes(key) for key in first["files"]} == before
     changed = lake.publish_partition(dataset, DAY, [make_table(100), make_table(51, start=100)])
     assert changed["version"] != first["version"] and changed["content_sha256"] != first["content_sha256"]
+
+
+def test_combined_shards_commit_as_one_partition_in_order(lake: Lake, dataset: str) -> None:
+    shards = [make_table(4, start=0, tag="s0"), make_table(0, tag="s1"), make_table(6, start=10, tag="s2")]
+    staged = [lake.stage_partition(dataset, DAY, table, metadata={"shard": i}) for i, table in enumerate(shards)]
+    combined = lake.combine_staged(staged, metadata={"run": "r1"})
+    json.dumps(combined)  # travels between tasks as XCom
+    assert combined["files"] == [key for item in staged for key in item["files"]]
+    assert combined["rows"] == 10 and combined["metadata"] == {"run": "r1"}
+    assert combined["version"] not in {item["version"] for item in staged}
+    assert combined["columns"] == staged[0]["columns"] and combined["schema"] == staged[0]["schema"]
+    with pytest.raises(PartitionNotFound):  # combining writes nothing
+        lake.read_partition(dataset, DAY)
+    manifest = lake.commit_partition(combined)
+    assert manifest["version"] == combined["version"]
+    assert lake.read_partition(dataset, DAY)["trans_num"].to_pylist() == [
+        *make_table(4, tag="s0")["trans_num"].to_pylist(),
+        *make_table(6, start=10, tag="s2")["trans_num"].to_pylist(),
+    ]
+    assert part_keys(lake, dataset) == sorted(combined["files"])
+
+
+def test_combined_fingerprint_follows_content_and_order(lake: Lake, dataset: str) -> None:
+    def stage(*tags: str) -> list[dict]:
+        return [lake.stage_partition(dataset, DAY, make_table(3, tag=tag)) for tag in tags]
+
+    first = lake.combine_staged(stage("a", "b"))
+    same = lake.combine_staged(stage("a", "b"), metadata={"run": "again"})
+    assert same["content_sha256"] == first["content_sha256"] and same["version"] != first["version"]
+    assert lake.combine_staged(stage("b", "a"))["content_sha256"] != first["content_sha256"]
+    assert lake.combine_staged(stage("a", "c"))["content_sha256"] != first["content_sha256"]
+    assert lake.combine_staged(stage("a"))["content_sha256"] != first["content_sha256"]
+    committed = lake.commit_partition(first)
+    again = lake.commit_partition(lake.combine_staged(stage("a", "b")))  # a re-run with equal content
+    assert again == committed and lake.partition_manifest(dataset, DAY) == committed
+    assert part_keys(lake, dataset) == sorted(first["files"])  # every other staged part was discarded
+
+
+def test_combining_mismatching_staged_versions_is_refused(lake: Lake, dataset: str) -> None:
+    staged = lake.stage_partition(dataset, DAY, make_table(3))
+    other_schema = lake.stage_partition(dataset, DAY, make_table(3).drop_columns(["amt"]))
+    other_day = lake.stage_partition(dataset, date(2024, 3, 2), make_table(3))
+    with pytest.raises(ValueError, match="schema"):
+        lake.combine_staged([staged, other_schema])
+    with pytest.raises(ValueError, match=r"dt=2024-03-02"):
+        lake.combine_staged([staged, other_day])
+    with pytest.raises(ValueError, match="repeats part file"):
+        lake.combine_staged([staged, staged])
+    with pytest.raises(ValueError, match="at least one"):
+        lake.combine_staged([])
+    lake.discard_staged(staged)
+    assert not any(lake.exists(key) for key in staged["files"])

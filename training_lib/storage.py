@@ -4,7 +4,8 @@
 datasets are published atomically: Parquet part files with a fresh version id first, then
 ``<prefix>/_manifest.json`` in a single PUT (the commit point), then the parts no manifest refers to are
 deleted. Readers only read what a manifest lists, so they never see half a partition or two versions.
-One writer per partition at a time (one Airflow task per dataset and day); readers may be many.
+One committer per partition at a time (one Airflow task per dataset and day); several tasks may stage versions
+of it (parallel shards, joined by :meth:`Lake.combine_staged`); readers may be many.
 """
 
 from __future__ import annotations
@@ -423,6 +424,57 @@ class Lake:
             "published_at": None,
             "metadata": meta,
         }
+
+    def combine_staged(self, staged: list[dict[str, Any]], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One manifest to commit from several staged versions of the same partition (e.g. parallel shards).
+
+        Files are concatenated in the given order and rows summed; every staged version must be of the same
+        dataset and day with the same columns and schema. The result has a new version id and
+        ``content_sha256`` = SHA-256 over the staged versions' content hashes in order, so equal content gives
+        an equal fingerprint (and :meth:`commit_partition` keeps an unchanged partition as it is). Nothing is
+        written: this only builds the manifest.
+        """
+        if not staged:
+            raise ValueError("combine_staged needs at least one staged version")
+        meta = dict(metadata or {})
+        json.dumps(meta)
+        first = staged[0]
+        content = hashlib.sha256()
+        files: list[str] = []
+        for i, item in enumerate(staged):
+            where = f"staged version {i} ({item.get('version')})"
+            if (item["dataset"], item["day"]) != (first["dataset"], first["day"]):
+                raise ValueError(
+                    f"{where} is of {item['dataset']}/dt={item['day']}, not {first['dataset']}/dt={first['day']}"
+                )
+            if item["columns"] != first["columns"] or item["schema"] != first["schema"]:
+                raise ValueError(f"{where} has schema {item['schema']}, not {first['schema']} of staged version 0")
+            if not item.get("content_sha256"):
+                raise ValueError(f"{where} has no content_sha256")
+            duplicated = set(files) & set(item["files"])
+            if duplicated:
+                raise ValueError(f"{where} repeats part file(s) {sorted(duplicated)[:3]}")
+            content.update(bytes.fromhex(item["content_sha256"]))
+            files += item["files"]
+        return {
+            "version": _new_version(),
+            "dataset": first["dataset"],
+            "day": first["day"],
+            "files": files,
+            "rows": sum(int(item["rows"]) for item in staged),
+            "columns": list(first["columns"]),
+            "schema": dict(first["schema"]),
+            "content_sha256": content.hexdigest(),
+            "published_at": None,
+            "metadata": meta,
+        }
+
+    def discard_staged(self, staged: dict[str, Any]) -> None:
+        """Delete the part files of a staged version that will not be committed (best effort).
+
+        Never call it with a committed manifest: its parts are the partition's content.
+        """
+        self._discard(list(staged["files"]))
 
     def commit_partition(self, staged: dict[str, Any]) -> dict[str, Any]:
         """Make a staged version the partition's content: one manifest PUT, then old parts are deleted.
