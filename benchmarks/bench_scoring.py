@@ -95,12 +95,11 @@ def main() -> None:
 
     from training_lib.config import load_settings
     from training_lib.features import FEATURE_COLUMNS, build_features, load_history, validated_frame
-    from training_lib.registry import Registry, decide
     from training_lib.scoring import load_champion, score_day
     from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
     from training_lib.stack import LocalStack
     from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
-    from training_lib.train import build_dataset, evaluate_candidates, train_and_log
+    from training_lib.train import seed_champion
 
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as state:
         env = {
@@ -120,11 +119,7 @@ def main() -> None:
             simulator = Simulator(SimulationConfig(seed=2, start=date(2026, 1, 1), transactions_per_day=20_000))
             history_days = [date(2026, 1, 1) + timedelta(days=i) for i in range(10)]
             publish_validated_days(lake, simulator, history_days, labelled=history_days)
-            info, parts = build_dataset(settings, 10)
-            trained = train_and_log(settings, info, parts)
-            evaluation = evaluate_candidates(settings, trained["version"], info.dataset_id)
-            decision = decide(evaluation["candidate_pr_auc"], None, floor=0.0, margin=0.0)
-            Registry(settings).record_decision(trained["version"], decision, evaluation=evaluation, actor="user:bench")
+            trained = seed_champion(settings, 10, actor="user:bench")
 
             big_simulator = Simulator(SimulationConfig(seed=4, start=date(2030, 1, 1), transactions_per_day=200_000))
             score_days = {}

@@ -103,17 +103,22 @@ def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     state_dir = tmp_path_factory.mktemp("stack")
     env = stack_environment(state_dir)
     env.update(getattr(request.module, "STACK_SETTINGS", {}))
-    handle = StackHandle(load_settings(env), env, state_dir / "stack-cli.log")
-    result = handle.cli("up")
+    handle = start_stack(env, state_dir)
     try:
-        if result.returncode != 0:
-            logs = "\n".join(
-                f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((state_dir / "logs").glob("*.log"))
-            )
-            pytest.fail(f"stack up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
         yield handle
     finally:
         handle.cli("down")
+
+
+def start_stack(env: dict[str, str], state_dir: Path) -> StackHandle:
+    """``stack up`` with this environment; fails the test with the services' log tails if it does not come up."""
+    handle = StackHandle(load_settings(env), env, state_dir / "stack-cli.log")
+    result = handle.cli("up")
+    if result.returncode != 0:
+        handle.cli("down")
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((state_dir / "logs").glob("*.log")))
+        pytest.fail(f"stack up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
+    return handle
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -547,3 +547,18 @@ def retrain_data_day(settings: Settings, triggering_days: list[str]) -> date | N
         return max(date.fromisoformat(day) for day in triggering_days)
     validated = Lake(settings).list_partitions(VALIDATED_TRANSACTIONS)
     return max(validated) if validated else None
+
+
+def seed_champion(settings: Settings, window_days: int, actor: str) -> dict[str, Any]:
+    """Train on the lake's last ``window_days`` labelled days and promote the version with the gate at 0.
+
+    For tests, benchmarks and seeded environments that need *a* champion; the retrain DAG uses the real gate.
+    Returns what :func:`train_and_log` returned (``version``, ``test_metrics``, …)."""
+    from training_lib.registry import Registry, decide
+
+    info, parts = build_dataset(settings, window_days)
+    trained = train_and_log(settings, info, parts)
+    evaluation = evaluate_candidates(settings, trained["version"], info.dataset_id)
+    decision = decide(evaluation["candidate_pr_auc"], evaluation["champion_pr_auc"], floor=0.0, margin=0.0)
+    Registry(settings).record_decision(trained["version"], decision, evaluation=evaluation, actor=actor)
+    return trained
