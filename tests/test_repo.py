@@ -1,18 +1,21 @@
-"""Repository hygiene: the lock, the CI entry point, lint, and docker-compose consistent with the stack."""
+"""Repository hygiene: the lock, the CI entry point, lint, and docker-compose consistent with the local stack."""
 
 from __future__ import annotations
 
+import json
 import re
-import shlex
 import subprocess
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+import training_lib.stack as stack_module
 from training_lib.config import Settings, describe_settings, load_settings
-from training_lib.stack import LocalStack
+from training_lib.stack import AIRFLOW_COMPONENTS, LocalStack, Service
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,70 +100,426 @@ def test_code_is_ruff_clean() -> None:
     assert fmt.returncode == 0, fmt.stdout
 
 
-# ---------------------------------------------------------------- docker-compose.yaml vs the local stack
+# ---------------------------------------------------------------- docker-compose.yaml vs the local distributed stack
+#
+# docker-compose.yaml is the scale-out topology in containers; `make up-distributed` (training_lib/stack.py with
+# FRAUD_CELERY_WORKERS=N) is the same topology as local processes. These tests build the local one in-process
+# (nothing is started) and compare: services, published ports, commands, environment variable names and values,
+# connection URLs. Every deliberate difference is listed below with its reason.
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+SERVICES: dict[str, dict] = COMPOSE["services"]
+IMAGE_ROOT = "/opt/fraud"  # the project root inside the platform image (Dockerfile): training_lib's PROJECT_ROOT
+AIRFLOW_LOG_VOLUME = "airflow-logs"
+
+# The one deliberate substitution: S3 is the moto server locally and MinIO in containers (persistent storage).
+SUBSTITUTED = {"s3": "minio"}
+# MinIO serves S3 on its own default port inside the compose network (its health check, `mc ready local`,
+# expects it there) and is published on the local stack's S3 port; every other service keeps the local port.
+CONTAINER_PORTS = {"minio": 9000}
+ONE_SHOTS = {"create-bucket", "airflow-init"}  # ensure_bucket() and `airflow db migrate`: steps of the local `up`
+PUBLISHED = {"minio", "mlflow", "airflow-api-server"}  # PostgreSQL and Redis stay inside the compose network
+
+# Environment names a compose service may set that are neither AIRFLOW__* nor platform settings (describe_settings).
 LIBRARY_ENV = {
-    "AWS_ENDPOINT_URL_S3",
-    "MLFLOW_S3_ENDPOINT_URL",
-    "GX_ANALYTICS_ENABLED",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-    "AIRFLOW_CONN_AWS_DEFAULT",
+    "AWS_ENDPOINT_URL_S3": "boto3 and pyarrow follow it to the S3 endpoint (training_lib.stack.platform_env)",
+    "MLFLOW_S3_ENDPOINT_URL": "MLflow's S3 artifact store follows it (platform_env)",
+    "GX_ANALYTICS_ENABLED": "Great Expectations telemetry off (platform_env)",
+    "PYTHONUNBUFFERED": "log lines reach the log at once (platform_env)",
+    "AIRFLOW_CONN_AWS_DEFAULT": "Airflow's aws_default connection (airflow_env)",
+    "MLFLOW_BACKEND_STORE_URI": "mlflow server's backend store, by environment to keep the password off argv",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "mlflow server's job runner off (LocalStack.mlflow_service)",
+    "POSTGRES_USER": "official postgres image: the role it creates on first start",
+    "POSTGRES_PASSWORD": "official postgres image: that role's password",
+    "POSTGRES_DB": "official postgres image: the database it creates on first start",
+    "POSTGRES_INITDB_ARGS": "official postgres image: initdb options (the local stack's encoding and locale)",
+    "REDISCLI_AUTH": "redis-cli's password, for the Redis health check",
+    "MINIO_ROOT_USER": "MinIO's credentials: the platform's S3 key id",
+    "MINIO_ROOT_PASSWORD": "MinIO's credentials: the platform's S3 secret",
+    "DUMB_INIT_SETSID": "official Airflow image: SIGTERM to the Celery worker only, for a warm shutdown",
+}
+WORKER_ONLY_ENV = {"DUMB_INIT_SETSID"}
+
+# What the local Airflow environment sets that compose deliberately does not.
+LOCAL_ONLY_ENV = {
+    "AIRFLOW_HOME": "the image's own AIRFLOW_HOME (/opt/airflow); locally a folder of the state directory",
+    "FRAUD_STATE_DIR": "the local stack's PID files, logs and generated secrets; containers keep state in volumes",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": (
+        "compose keeps Airflow's default path, which the Dockerfile links into the airflow-auth volume "
+        "(a *_PASSWORDS_FILE path in docker-compose.yaml trips tests/test_secrets.py's name rule)"
+    ),
+}
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - of a container: compose publishes its ports on 127.0.0.1 only
+# Set in both with different values, on purpose.
+IN_CONTAINER_ENV = {
+    "AIRFLOW__API__HOST": (ALL_INTERFACES, "all interfaces of its container; the port is published on 127.0.0.1 only"),
+}
+IMAGE_PATH_ENV = ("AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER")  # <repo>/x locally, /opt/fraud/x
+BROWSER_URL_ENV = {"AIRFLOW__API__BASE_URL": "the links the UI gives the browser: the published port on the host"}
+SECRET_ENV = (
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "FRAUD_CARD_TOKEN_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+)
+# Variables compose must be given (`${NAME:?}`): the header of docker-compose.yaml generates exactly these.
+REQUIRED_VARIABLES = {
+    "FRAUD_CARD_TOKEN_KEY",
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+}
+# Settings of the Airflow side only (x-airflow-env), not in the MLflow server's environment: the card-token key
+# (only tasks tokenise card numbers: the secret stays out of the MLflow container), the number of Celery workers,
+# and the Airflow API URL (MLflow never calls Airflow).
+AIRFLOW_SIDE_SETTINGS = ("FRAUD_CARD_TOKEN_KEY", "FRAUD_CELERY_WORKERS", "FRAUD_AIRFLOW_API_URL")
+# Celery worker options only several workers on one host need.
+WORKER_LOCAL_ONLY_FLAGS = {
+    "--celery-hostname": "distinct node names on one host; each container has its own hostname (celery@<hostname>)",
+    "--pid": "Celery's PID file, one per worker in a shared folder; each container has its own filesystem",
 }
 
-
-def _flags(argv: list[str]) -> dict[str, str]:
-    return {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("-")}
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
-def test_compose_has_the_stack_services_on_loopback() -> None:
-    services = COMPOSE["services"]
-    assert {"s3", "mlflow", "airflow"} <= set(services)
-    defaults = load_settings({})
-    expected_ports = {
-        "s3": defaults.s3_endpoint_url.rsplit(":", 1)[1],
-        "mlflow": defaults.mlflow_tracking_uri.rsplit(":", 1)[1],
-        "airflow": defaults.airflow_api_url.rsplit(":", 1)[1],
+def _resolve(value: object) -> str:
+    """A compose value as compose interpolates it when nothing is set: defaults used, a required one as <NAME>."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group() == "$$":
+            return "$"
+        name, op = match["name"], match["op"]
+        assert op, f"${{{name}}} has neither a default nor `:?` (compose would substitute an empty string)"
+        return match["arg"] if op.endswith("-") else f"<{name}>"
+
+    return _VARIABLE.sub(replace, str(value))
+
+
+def _env(service: str) -> dict[str, str]:
+    env = SERVICES[service].get("environment", {})
+    assert isinstance(env, dict), f"{service}: environment as a mapping, please"
+    return {name: _resolve(value) for name, value in env.items()}
+
+
+def _options(argv: list[str]) -> dict[str, str | bool]:
+    """--option value / --flag pairs of a command line (a flag maps to True)."""
+    options: dict[str, str | bool] = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("-"):
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            options[arg] = following if following is not None and not following.startswith("-") else True
+    return options
+
+
+def _after_supervise(argv: list[str]) -> list[str]:
+    """The supervised command of a local Airflow service (``python -m training_lib.supervise -- <argv>``)."""
+    assert argv[1:4] == ["-m", "training_lib.supervise", "--"], argv
+    return argv[4:]
+
+
+def _counterpart(local_name: str) -> str:
+    if local_name.startswith("airflow-worker"):
+        return "airflow-worker"  # one scalable service for the local stack's numbered workers
+    return SUBSTITUTED.get(local_name, local_name)
+
+
+def _published(service: str) -> list[tuple[str, int, int]]:
+    published = []
+    for entry in SERVICES[service].get("ports", []):
+        host, host_port, container_port = str(entry).rsplit(":", 2)
+        published.append((host, int(host_port), int(container_port)))
+    return published
+
+
+@dataclass
+class LocalTopology:
+    settings: Settings
+    services: dict[str, Service]
+    redis_conf: dict[str, str]
+
+    def port_owner(self, port: int) -> str:
+        (name,) = [name for name, service in self.services.items() if service.port == port]
+        return name
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> LocalTopology:
+    """The local distributed topology, as `make up-distributed` builds it, without starting anything."""
+    state_dir = tmp_path_factory.mktemp("distributed-state")
+    settings = load_settings({"FRAUD_CELERY_WORKERS": "2", "FRAUD_STATE_DIR": str(state_dir)})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stack_module, "process_environment", dict)  # only what the stack sets, not this shell's
+        patch.setattr(stack_module, "postgres_bin", lambda name: name)  # the OS packages are not needed here
+        patch.setattr(stack_module, "redis_bin", lambda: "redis-server")
+        stack = LocalStack(settings, echo=lambda _line: None)
+        services = {service.name: service for group in stack.services().values() for service in group}
+        stack.paths.create()
+        stack._write_redis_config()
+    directives = (line.split(" ", 1) for line in (stack.paths.redis / "redis.conf").read_text().splitlines())
+    redis_conf = {key: value.strip('"') for key, value in directives}
+    return LocalTopology(settings, services, redis_conf)
+
+
+def _endpoint(local: LocalTopology, url: str) -> tuple:
+    """A local loopback URL as it must read in compose: the counterpart service's name and container port."""
+    parts = urlsplit(url)
+    assert parts.hostname == stack_module.LOOPBACK, url
+    service = _counterpart(local.port_owner(parts.port))
+    return parts.scheme, parts.username, service, CONTAINER_PORTS.get(service, parts.port), parts.path, parts.query
+
+
+def _server_secret(service: str) -> str | None:
+    """The password a compose server is started with (what its clients' URLs must carry)."""
+    if service == "postgres":
+        return _env("postgres")["POSTGRES_PASSWORD"]
+    if service == "redis":
+        return _resolve(_options(SERVICES["redis"]["command"])["--requirepass"])
+    return None
+
+
+def _assert_same_endpoint(local: LocalTopology, name: str, local_url: str, compose_url: str) -> None:
+    parts = urlsplit(compose_url)
+    expected = _endpoint(local, local_url)
+    assert (parts.scheme, parts.username, parts.hostname, parts.port, parts.path, parts.query) == expected, name
+    assert parts.password == _server_secret(expected[2]), f"{name}: not the password {expected[2]} is given"
+
+
+def _needed(local_env: dict[str, str]) -> set[str]:
+    """Local names compose must set too: all but platform settings left at their default (training_lib reads the
+    same default in a container), and those whose value is a loopback URL (in a container that is itself)."""
+    defaults = Settings().env()
+    return {
+        name
+        for name, value in local_env.items()
+        if name not in LOCAL_ONLY_ENV and (defaults.get(name) != value or stack_module.LOOPBACK in value)
     }
-    for name, port in expected_ports.items():
-        assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"]
 
 
-@pytest.mark.parametrize("service", ["s3", "mlflow", "airflow"])
-def test_compose_environment_names_are_platform_settings(service: str) -> None:
-    known = {name for name, _default, _help in describe_settings()} | LIBRARY_ENV
-    env = COMPOSE["services"][service].get("environment", {})
+def _assert_environment_matches(local: LocalTopology, local_env: dict[str, str], service: str, skip=()) -> None:
+    raw = SERVICES[service]["environment"]
+    compose_env = _env(service)
+    needed = _needed(local_env) - set(skip)
+    missing = sorted(needed - set(compose_env))
+    assert not missing, f"{service} lacks what the local stack sets: {missing}"
+    for name in sorted(needed):
+        local_value, value = local_env[name], compose_env[name]
+        if name in SECRET_ENV:
+            assert re.fullmatch(r"\$\{\w+:\?\}", str(raw[name])), f"{name}: a required variable, never a value"
+        elif name in IMAGE_PATH_ENV:
+            assert value == f"{IMAGE_ROOT}/{Path(local_value).relative_to(REPO).as_posix()}", name
+        elif name == "AIRFLOW__LOGGING__BASE_LOG_FOLDER":
+            assert value in _mounts(service, AIRFLOW_LOG_VOLUME), f"{name}: not the shared log volume"
+        elif name in IN_CONTAINER_ENV:
+            assert value == IN_CONTAINER_ENV[name][0], name
+        elif name == "AIRFLOW_CONN_AWS_DEFAULT":
+            local_conn, conn = json.loads(local_value), json.loads(value)
+            assert set(conn) == set(local_conn) and set(conn["extra"]) == set(local_conn["extra"])
+            assert (conn["conn_type"], conn["login"]) == (local_conn["conn_type"], local_conn["login"])
+            assert conn["password"] == _env("minio")["MINIO_ROOT_PASSWORD"]
+            assert conn["extra"]["region_name"] == local_conn["extra"]["region_name"]
+            assert conn["extra"]["endpoint_url"] == compose_env["FRAUD_S3_ENDPOINT_URL"]
+            _assert_same_endpoint(local, name, local_conn["extra"]["endpoint_url"], conn["extra"]["endpoint_url"])
+        elif stack_module.LOOPBACK in local_value and name not in BROWSER_URL_ENV:
+            _assert_same_endpoint(local, name, local_value, value)
+        else:
+            assert value == local_value, f"{name}: compose {value!r}, local stack {local_value!r}"
+
+
+def _mounts(service: str, volume: str) -> set[str]:
+    return {
+        str(entry).split(":")[1] for entry in SERVICES[service].get("volumes", []) if str(entry).split(":")[0] == volume
+    }
+
+
+def test_every_local_service_has_its_compose_counterpart_on_loopback(local: LocalTopology) -> None:
+    counterparts = {_counterpart(name) for name in local.services}
+    assert set(SERVICES) == counterparts | ONE_SHOTS, "compose services are the local ones plus the one-shot steps"
+    assert {_counterpart(f"airflow-{component}") for component in AIRFLOW_COMPONENTS} <= set(SERVICES)
+    local_ports = {_counterpart(name): service.port for name, service in local.services.items() if service.port}
+    assert set(local_ports) == {"postgres", "redis", "minio", "mlflow", "airflow-api-server"}
+    for service in SERVICES:
+        published = _published(service)
+        assert (service in PUBLISHED) == bool(published), f"{service}: published {published}"
+        for host, host_port, container_port in published:
+            assert host == "127.0.0.1", f"{service} is published on {host}, not on loopback only"
+            assert host_port == local_ports[service], f"{service}: host port {host_port}, local {local_ports[service]}"
+            assert container_port == CONTAINER_PORTS.get(service, local_ports[service]), service
+    defaults = load_settings({})
+    assert {local_ports[s] for s in PUBLISHED} == {
+        urlsplit(url).port for url in (defaults.s3_endpoint_url, defaults.mlflow_tracking_uri, defaults.airflow_api_url)
+    }, "the host's default settings reach the published services"
+    # the worker scales: no fixed name or port, and `up` starts as many as the local distributed stack
+    worker = SERVICES["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    local_workers = [name for name in local.services if name.startswith("airflow-worker")]
+    assert int(_resolve(worker["deploy"]["replicas"])) == len(local_workers) == local.settings.celery_workers
+
+
+@pytest.mark.parametrize("component", AIRFLOW_COMPONENTS)
+def test_compose_airflow_component_runs_the_local_command(local: LocalTopology, component: str) -> None:
+    local_argv = _after_supervise(local.services[f"airflow-{component}"].argv)
+    compose = SERVICES[f"airflow-{component}"]
+    assert Path(local_argv[0]).name == "airflow"
+    assert [_resolve(arg) for arg in compose["command"]] == ["airflow", *local_argv[1:]]
+    assert compose["restart"] == "unless-stopped", "what training_lib.supervise does locally"
+    assert compose["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
+    assert SERVICES["airflow-init"]["command"] == ["airflow", "db", "migrate"]  # what `up` runs before them
+
+
+def test_compose_worker_runs_the_local_worker_command(local: LocalTopology) -> None:
+    compose_argv = [_resolve(arg) for arg in SERVICES["airflow-worker"]["command"]]
+    assert compose_argv[:3] == ["airflow", "celery", "worker"]
+    compose_options = _options(compose_argv)
+    assert compose_options["--skip-serve-logs"] is True
+    assert compose_options["--concurrency"] == str(local.settings.celery_worker_concurrency)
+    for name in (name for name in local.services if name.startswith("airflow-worker")):
+        local_argv = _after_supervise(local.services[name].argv)
+        assert Path(local_argv[0]).name == "airflow" and local_argv[1:3] == ["celery", "worker"]
+        local_options = _options(local_argv)
+        assert set(WORKER_LOCAL_ONLY_FLAGS) <= set(local_options), "stale entry in WORKER_LOCAL_ONLY_FLAGS"
+        assert compose_options == {k: v for k, v in local_options.items() if k not in WORKER_LOCAL_ONLY_FLAGS}
+    assert SERVICES["airflow-worker"]["restart"] == "unless-stopped"
+
+
+def test_compose_mlflow_runs_the_local_server(local: LocalTopology) -> None:
+    service = local.services["mlflow"]
+    compose_argv = [_resolve(arg) for arg in SERVICES["mlflow"]["command"]]
+    assert Path(service.argv[0]).name == "mlflow" and service.argv[1] == "server"
+    assert compose_argv[:2] == ["mlflow", "server"]
+    local_options, compose_options = _options(service.argv), _options(compose_argv)
+    for flag in ("--port", "--artifacts-destination", "--workers"):
+        assert compose_options[flag] == local_options[flag], flag
+    assert compose_options["--host"] == ALL_INTERFACES  # inside its container; published on loopback only
+    assert _published("mlflow") == [("127.0.0.1", service.port, int(compose_options["--port"]))]
+    # the backend store by environment in both: PostgreSQL database `mlflow`, psycopg2
+    assert "--backend-store-uri" not in local_options and "--backend-store-uri" not in compose_options
+    _assert_environment_matches(local, service.env, "mlflow", skip=AIRFLOW_SIDE_SETTINGS)
+
+
+def test_compose_infrastructure_is_configured_like_the_local_one(local: LocalTopology) -> None:
+    postgres_argv = local.services["postgres"].argv
+    local_settings = [postgres_argv[i + 1] for i, arg in enumerate(postgres_argv) if arg == "-c"]
+    command = SERVICES["postgres"]["command"]
+    assert command[0] == "postgres"
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "-c"] == local_settings
+    assert SERVICES["postgres"]["image"].startswith("postgres:")
+    # Redis: a password and no persistence, as the local stack's redis.conf
+    redis_options = _options([_resolve(arg) for arg in SERVICES["redis"]["command"]])
+    assert local.redis_conf["requirepass"] and redis_options["--requirepass"] == "<REDIS_PASSWORD>"
+    for directive in ("save", "appendonly"):
+        assert redis_options[f"--{directive}"] == local.redis_conf[directive], directive
+
+
+def test_compose_airflow_environment_matches_the_local_distributed_one(local: LocalTopology) -> None:
+    airflow = [name for name in SERVICES if name.startswith("airflow-")]
+    shared = {k: v for k, v in SERVICES["airflow-scheduler"]["environment"].items()}
+    for name in airflow:  # one environment for every Airflow container (the worker adds its shutdown switch)
+        env = {k: v for k, v in SERVICES[name]["environment"].items() if k not in WORKER_ONLY_ENV}
+        assert env == shared, f"{name} has its own Airflow environment"
+    for name in LOCAL_ONLY_ENV:
+        assert name not in shared, f"{name} is listed as local-only but compose sets it"
+    local_env = local.services["airflow-scheduler"].env
+    assert all(local.services[f"airflow-{c}"].env == local_env for c in AIRFLOW_COMPONENTS)
+    assert set(LOCAL_ONLY_ENV) <= set(local_env), "stale entry in LOCAL_ONLY_ENV"
+    for service in airflow:
+        if service != "airflow-init":
+            _assert_environment_matches(local, local_env, service)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_compose_environment_names_are_known(service: str) -> None:
+    known = {name for name, _default, _help in describe_settings()} | set(LIBRARY_ENV)
+    env = _env(service)
     unknown = sorted(k for k in env if not k.startswith("AIRFLOW__") and k not in known)
     assert not unknown, f"{service} sets variables the platform does not know: {unknown}"
-    if env:
-        load_settings({k: str(v) for k, v in env.items()})  # values parse, too
+    load_settings(env)  # and the platform settings among them parse
 
 
-def test_compose_commands_match_the_local_stack() -> None:
-    stack = LocalStack(Settings(), echo=lambda _line: None)
-    compose_s3 = COMPOSE["services"]["s3"]["command"]
-    local_s3 = stack.s3_service().argv
-    assert Path(local_s3[0]).name == compose_s3[0] == "moto_server"
-    assert _flags(compose_s3)["-p"] == _flags(local_s3)["-p"]
-
-    compose_mlflow = COMPOSE["services"]["mlflow"]["command"]
-    local_mlflow = stack.mlflow_service().argv
-    assert compose_mlflow[:2] == ["mlflow", "server"] and local_mlflow[1] == "server"
-    compose_flags, local_flags = _flags(compose_mlflow), _flags(local_mlflow)
-    for flag in ("--port", "--artifacts-destination", "--workers"):
-        assert compose_flags[flag] == local_flags[flag], flag
-    assert compose_flags["--backend-store-uri"].startswith("sqlite:") == local_flags["--backend-store-uri"].startswith(
-        "sqlite:"
+def test_compose_connection_urls_use_the_local_drivers_databases_and_role(local: LocalTopology) -> None:
+    local_env, env = local.services["airflow-scheduler"].env, _env("airflow-scheduler")
+    expected = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": ("postgresql+psycopg2", "postgres", "/airflow"),
+        "AIRFLOW__CELERY__RESULT_BACKEND": ("db+postgresql+psycopg2", "postgres", "/airflow"),
+        "AIRFLOW__CELERY__BROKER_URL": ("redis", "redis", "/0"),
+    }
+    urls = [(name, local_env[name], env[name], *want) for name, want in expected.items()]
+    urls.append(
+        (
+            "MLFLOW_BACKEND_STORE_URI",
+            local.services["mlflow"].env["MLFLOW_BACKEND_STORE_URI"],
+            _env("mlflow")["MLFLOW_BACKEND_STORE_URI"],
+            "postgresql+psycopg2",
+            "postgres",
+            "/mlflow",
+        )
     )
+    for name, local_url, compose_url, scheme, server, path in urls:
+        for url in (local_url, compose_url):
+            parts = urlsplit(url)
+            assert (parts.scheme, parts.path) == (scheme, path), f"{name}: {parts.scheme}://…{parts.path}"
+            assert (parts.username or None) == (stack_module.POSTGRES_USER if server == "postgres" else None), name
+        assert urlsplit(compose_url).hostname == server
+        _assert_same_endpoint(local, name, local_url, compose_url)
+    # one role owning the databases the local stack creates: POSTGRES_DB plus the init script's
+    postgres_env = _env("postgres")
+    assert postgres_env["POSTGRES_USER"] == stack_module.POSTGRES_USER
+    (init_script,) = [
+        entry.split(":")[0] for entry in SERVICES["postgres"]["volumes"] if ":/docker-entrypoint-initdb.d/" in entry
+    ]
+    created = re.findall(r"(?im)^\s*CREATE DATABASE \"?(\w+)\"?", (REPO / init_script).read_text())
+    assert sorted([postgres_env["POSTGRES_DB"], *created]) == sorted(stack_module.POSTGRES_DATABASES)
 
-    compose_airflow_env = COMPOSE["services"]["airflow"]["environment"]
-    local_airflow_env = stack.airflow_services()[0].env
-    for key in (
-        "AIRFLOW__CORE__LOAD_EXAMPLES",
-        "AIRFLOW__CORE__EXECUTOR",
-        "AIRFLOW__CORE__PARALLELISM",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL",
-        "AIRFLOW__API__PORT",
-    ):
-        assert compose_airflow_env[key] == local_airflow_env[key], key
-    assert shlex.join(COMPOSE["services"]["airflow"]["command"]) == "standalone"
+
+def test_compose_secrets_are_required_variables_never_values() -> None:
+    text = (REPO / "docker-compose.yaml").read_text()
+    required = set(re.findall(r"\$\{(\w+):\?\}", text))
+    assert required == REQUIRED_VARIABLES
+    assert not re.findall(r"\$\{(\w+):\?[^}]", text), "`:?` without a message (a message would read as a value)"
+    defaulted = set(re.findall(r"\$\{(\w+):?-", text))
+    assert not defaulted & REQUIRED_VARIABLES, "a secret with a default value"
+    header = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    generated = set(re.search(r"for name in ([\w\s\\]+?); do", header).group(1).replace("\\", " ").split())
+    assert generated == REQUIRED_VARIABLES, "the header's .env recipe names exactly the required variables"
+
+
+def test_compose_task_logs_and_login_live_on_shared_volumes(local: LocalTopology) -> None:
+    log_folder = _env("airflow-scheduler")["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]
+    for service in (name for name in SERVICES if name.startswith("airflow-") and name != "airflow-init"):
+        assert _mounts(service, AIRFLOW_LOG_VOLUME) == {log_folder}, f"{service}: task logs not on the shared volume"
+    assert AIRFLOW_LOG_VOLUME in COMPOSE["volumes"]
+    # Airflow's default password file (AIRFLOW_HOME of the image) links into a volume of the API server
+    local_file = Path(local.services["airflow-api-server"].env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    link = re.search(r"ln -s (\S+) \\\s+(\S+)", (REPO / "Dockerfile").read_text())
+    assert link, "the Dockerfile links the simple auth manager's passwords file into a volume"
+    target, default = PurePosixPath(link.group(1)), PurePosixPath(link.group(2))
+    assert default == PurePosixPath("/opt/airflow") / local_file.name and target.name == local_file.name
+    api_mounts = {str(entry).split(":")[1] for entry in SERVICES["airflow-api-server"]["volumes"]}
+    assert str(target.parent) in api_mounts
+
+
+def test_compose_dependencies_wait_for_health() -> None:
+    for name, service in SERVICES.items():
+        if name in ONE_SHOTS:
+            assert "restart" not in service, f"{name} is a one-shot step"
+        else:
+            assert service.get("restart") == "unless-stopped" and "healthcheck" in service, name
+        for dependency, how in service.get("depends_on", {}).items():
+            condition = how["condition"]
+            if dependency in ONE_SHOTS:
+                assert condition == "service_completed_successfully", (name, dependency)
+            else:
+                assert condition == "service_healthy" and "healthcheck" in SERVICES[dependency], (name, dependency)
+
+
+def test_dockerfile_builds_the_locked_airflow_with_the_project_root_in_the_image() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    (base,) = re.findall(r"(?m)^FROM (\S+)", dockerfile)
+    python = re.search(r"--python-version (\d+\.\d+)", (REPO / "requirements.txt").read_text()).group(1)
+    assert base == f"apache/airflow:{_lock()['apache-airflow']}-python{python}"
+    assert re.search(r"(?m)^RUN pip install .*-r \S*requirements\.txt", dockerfile)
+    for folder in ("training_lib", "dags", "plugins", "include"):
+        assert re.search(rf"(?m)^COPY .*\b{folder} {IMAGE_ROOT}/{folder}$", dockerfile), folder
+    env = _env("airflow-scheduler")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"].startswith(IMAGE_ROOT + "/")

@@ -65,8 +65,8 @@ PLACEHOLDER = re.compile(
 # Deliberately fake values, per file. Each needs a reason; nothing else is allowed.
 ALLOWED: dict[str, dict[str, str]] = {
     "docker-compose.yaml": {
-        # moto accepts any key pair; the compose file needs one so boto3 signs requests (README: local stack).
-        "fraud-local": "dummy S3 key id/secret for the moto server in containers, not an AWS credential",
+        # the local stack's dummy S3 key id, kept as the compose default so that host tools reach MinIO alike
+        "fraud-local": "default S3 key id of the compose MinIO (its secret is a required variable), not AWS",
     },
     "tests/test_config.py": {
         "secret": "a fake AWS secret passed to load_settings() to test explicit credentials",
@@ -77,6 +77,16 @@ ALLOWED: dict[str, dict[str, str]] = {
     },
     "benchmarks/bench_scoring.py": {
         "benchmark-only-key": "card-token key of the benchmark's throw-away stack on synthetic data",
+    },
+    "benchmarks/bench_distributed.py": {
+        "benchmark-only-key": "card-token key of the benchmark's throw-away stack on synthetic data",
+    },
+    "tests/test_scoring.py": {
+        "scoring-unit-test-key": "the HMAC key of a unit test on synthetic cards, never used outside the test",
+    },
+    "tests/test_distributed.py": {
+        # both stacks of the test must tokenize alike, so the key is fixed
+        "distributed-test-token-key-0123456789": "the HMAC key of two throw-away test stacks on synthetic data",
     },
     "tests/test_batch_score.py": {
         # a fixed card-token key of that module's private test stack, so the test can recompute the tokens
