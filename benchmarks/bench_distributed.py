@@ -19,6 +19,7 @@ import shutil
 import socket
 import statistics
 import tempfile
+import urllib.parse
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -41,10 +42,20 @@ def _shard_phase(client, run_id: str) -> dict[str, float]:
         )
     first = min(ti["start_date"] for ti in shards)
     last = max(ti["end_date"] for ti in shards)
+    quoted = urllib.parse.quote(run_id, safe="")
+    inside = [  # score_shard's own timer (model load, S3 reads, features, predict, staging), from its XCom
+        client._request(
+            "GET",
+            f"/api/v2/dags/batch_score/dagRuns/{quoted}/taskInstances/scoring.score_shard/xcomEntries/return_value"
+            f"?map_index={ti['map_index']}&deserialize=true",
+        )["value"]["seconds"]
+        for ti in shards
+    ]
     return {
         "shards": len(shards),
         "phase_s": _seconds(first, last),
         "task_s": statistics.mean(_seconds(ti["start_date"], ti["end_date"]) for ti in shards),
+        "inside_s": statistics.mean(float(x) for x in inside),
     }
 
 
@@ -116,10 +127,14 @@ def main() -> None:
                 print(
                     f"  round {round_number + 1}, {workers} worker(s): {measured['shards']:.0f} shards in "
                     f"{measured['phase_s']:.1f} s ({measured['rows_per_s']:,.0f} rows/s; "
-                    f"{measured['task_s']:.1f} s per shard task)"
+                    f"{measured['task_s']:.1f} s per shard task, {measured['inside_s']:.1f} s of it in score_shard)"
                 )
         best = {workers: max(r["rows_per_s"] for r in runs) for workers, runs in results.items()}
         per_task = {workers: statistics.mean(r["task_s"] for r in runs) for workers, runs in results.items()}
+        inside = {workers: statistics.mean(r["inside_s"] for r in runs) for workers, runs in results.items()}
+        gap = {  # between one shard task's end and the next one's start on the lone worker
+            1: statistics.mean(r["phase_s"] / r["shards"] - r["task_s"] for r in results[1]),
+        }
         print(f"\nsharded scoring of {rows:,} rows, workers with 1 task slot each, {os.cpu_count()} CPU(s):")
         print(f"  1 worker : {best[1]:9,.0f} rows/s (best of {args.rounds})")
         print(f"  2 workers: {best[2]:9,.0f} rows/s (best of {args.rounds})")
@@ -128,6 +143,11 @@ def main() -> None:
             f"  mean shard task: {per_task[1]:.1f} s alone, {per_task[2]:.1f} s with two running at once "
             f"({per_task[2] / per_task[1]:.2f}x: both workers share the {os.cpu_count()} cores with the scheduler, "
             "API server, S3 and MLflow)"
+        )
+        print(
+            f"  of a shard task alone, {inside[1]:.1f} s is score_shard itself and {per_task[1] - inside[1]:.1f} s the "
+            f"task process around it (start, imports, Airflow's execution API); {gap[1]:.1f} s pass between one "
+            "shard task and the next on one worker (Celery hand-off, scheduler loop)"
         )
         print(json.dumps({"rows": rows, "best_rows_per_s": best, "ratio": best[2] / best[1], "runs": results}))
     finally:
