@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import StackHandle, free_port, stack_environment, start_stack
 
+from training_lib.config import DUMMY_S3_KEY
 from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
 from training_lib.stack import StackPaths
 from training_lib.storage import (
@@ -93,8 +94,8 @@ def reference(distributed: StackHandle, tmp_path_factory: pytest.TempPathFactory
             "FRAUD_EMBEDDED_SERVICES": "airflow",
             "FRAUD_S3_ENDPOINT_URL": distributed.settings.s3_endpoint_url or "",
             "MLFLOW_TRACKING_URI": distributed.settings.mlflow_tracking_uri,
-            "AWS_ACCESS_KEY_ID": "fraud-local",
-            "AWS_SECRET_ACCESS_KEY": "fraud-local",
+            "AWS_ACCESS_KEY_ID": DUMMY_S3_KEY,  # what the S3 server accepts
+            "AWS_SECRET_ACCESS_KEY": DUMMY_S3_KEY,
         }
     )
     handle = start_stack(env, state_dir)
