@@ -100,10 +100,10 @@ def _parse_positive_int(value: str) -> int:
     return number
 
 
-def _parse_attempts(value: str) -> int:
+def _parse_at_least_one(value: str) -> int:
     number = int(value)
     if number < 1:
-        raise ValueError(f"expected at least 1 attempt, got {number}")
+        raise ValueError(f"expected an integer of at least 1, got {number}")
     return number
 
 
@@ -127,7 +127,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "s3_endpoint_url": _parse_optional_url,
     "s3_connect_timeout_s": _parse_positive_float,
     "s3_read_timeout_s": _parse_positive_float,
-    "s3_max_attempts": _parse_attempts,
+    "s3_max_attempts": _parse_at_least_one,
     "mlflow_tracking_uri": lambda v: v.strip().rstrip("/"),
     "airflow_api_url": _parse_url,
     "embedded_services": _parse_services,
@@ -144,12 +144,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "alert_rate_factor": _parse_positive_float,
     "notify_webhook_url": _parse_optional_url,
     "scoring_bucket_rows": _parse_positive_int,
-    "scoring_shard_rows": _parse_attempts,
-    "scoring_max_shards": _parse_attempts,
+    "scoring_shard_rows": _parse_at_least_one,
+    "scoring_max_shards": _parse_at_least_one,
     "celery_workers": _parse_positive_int,
-    "celery_worker_concurrency": _parse_attempts,
-    "postgres_port": _parse_attempts,
-    "redis_port": _parse_attempts,
+    "celery_worker_concurrency": _parse_at_least_one,
+    "postgres_port": _parse_at_least_one,
+    "redis_port": _parse_at_least_one,
     "threshold_strategy": _parse_threshold_strategy,
     "drift_reference_days": _parse_positive_int,
 }

@@ -316,7 +316,7 @@ def plan_scoring(
     else:
         name, version, model_run_id, threshold = champion.name, champion.version, champion.run_id, champion.threshold
     rows = int(manifest["rows"])
-    shards = max(1, min(math.ceil(rows / max(1, settings.scoring_shard_rows)), settings.scoring_max_shards))
+    shards = max(1, min(math.ceil(rows / settings.scoring_shard_rows), settings.scoring_max_shards))
     buckets = max(1, math.ceil(rows / shards / max(1, settings.scoring_bucket_rows)))
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     log.info("%s: %d validated rows -> %d shard(s) of %d bucket(s), %s v%s", day, rows, shards, buckets, name, version)

@@ -194,17 +194,13 @@ def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": FORKSERVER_PRELOAD,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(paths.airflow_home / "logs"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "training_lib.config.AIRFLOW_SQLITE_ARGS",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "training_lib.config.AIRFLOW_SQLITE_ARGS_ASYNC",
             "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings),
         }
     )
-    if settings.distributed:
-        for sqlite_only in (
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC",
-        ):
-            env.pop(sqlite_only)
+    if not settings.distributed:  # SQLite in AIRFLOW_HOME: a long lock wait (these arguments break PostgreSQL)
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "training_lib.config.AIRFLOW_SQLITE_ARGS"
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "training_lib.config.AIRFLOW_SQLITE_ARGS_ASYNC"
+    else:
         env.update(
             {
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -501,17 +497,17 @@ class LocalStack:
             _bin("mlflow"), "server",
             "--host", LOOPBACK,
             "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{self.paths.mlflow / 'mlflow.db'}",
             "--artifacts-destination", f"s3://{self.settings.bucket}/mlflow",
             "--workers", "1",
         ]  # fmt: skip
         env = platform_env(self.settings, self.paths)
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        if self.settings.distributed:
-            # PostgreSQL backend store, passed by environment so that the password is not on the command line
-            position = argv.index("--backend-store-uri")
-            del argv[position : position + 2]
-            env["MLFLOW_BACKEND_STORE_URI"] = postgres_url(self.settings, self.paths, "mlflow")
+        # The backend store by environment (mlflow server reads it), so a PostgreSQL password is never on argv.
+        env["MLFLOW_BACKEND_STORE_URI"] = (
+            postgres_url(self.settings, self.paths, "mlflow")
+            if self.settings.distributed
+            else f"sqlite:///{self.paths.mlflow / 'mlflow.db'}"
+        )
         return Service("mlflow", argv, env, lambda: http_ok(f"{uri}/health"), port)
 
     def postgres_service(self) -> Service:
