@@ -125,7 +125,7 @@ def settings(moto_endpoint: str) -> Iterator[Settings]:
             "FRAUD_BUCKET": BUCKET,
             "FRAUD_CARD_TOKEN_KEY": "scoring-unit-test-key",
             "FRAUD_SCORING_BUCKET_ROWS": "300",
-            "FRAUD_SCORING_SHARD_ROWS": "500",  # 3 shards of ~2 buckets for a ~1 400-row day
+            "FRAUD_SCORING_SHARD_ROWS": "600",  # 3 shards of ~2 buckets for a ~1 600-row day
         }
     )
     ensure_bucket(settings)
@@ -186,7 +186,8 @@ def test_sharded_scoring_equals_one_shard_row_for_row(settings: Settings, lake: 
     assert summary["shards"] == 3 and summary["rows"] == len(expected) == manifest["rows"]
     assert manifest["files"] == [key for result in results for key in result["staged"]["files"]]  # shard order
     assert manifest["metadata"] == {
-        "model_name": "stand-in", "model_version": "7", "scoring_run_id": "sharded", "scored_at": specs[0]["scored_at"]
+        "model_name": "stand-in", "model_version": "7", "scoring_run_id": "sharded", "scored_at": specs[0]["scored_at"],
+        "model_fitted_through": None,  # a stand-in model: its training days are unknown
     }  # fmt: skip
     pd.testing.assert_frame_equal(_sorted_predictions(lake), expected)
     assert summary["alerts"] == int(expected["decision"].sum()) > 0

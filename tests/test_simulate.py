@@ -44,9 +44,15 @@ def small() -> Simulator:
 
 @pytest.fixture(scope="module")
 def realistic_days() -> pd.DataFrame:
-    """Three days at the default daily volume, for the statistical checks."""
+    """Three days at the default daily volume, for the statistical checks, with each row's ``pattern``
+    (0 legitimate, 1 stolen-card spree, 3 quiet fraud) and whether its customer is on a trip."""
     simulator = Simulator(replace(SMALL, n_customers=5_000, transactions_per_day=20_000))
-    return pd.concat([simulator.transactions(day(i)) for i in range(3)], ignore_index=True)
+    frames = []
+    for offset in range(3):
+        arrays = simulator.day_arrays(day(offset))
+        on_trip = simulator.on_trip(day(offset))[arrays.customer]
+        frames.append(simulator.transactions(day(offset)).assign(pattern=arrays.pattern, on_trip=on_trip))
+    return pd.concat(frames, ignore_index=True)
 
 
 def distance_from_home(frame: pd.DataFrame) -> pd.Series:
@@ -117,36 +123,84 @@ def test_text_frame_is_all_strings_and_matches_the_csv(small: Simulator) -> None
 # --------------------------------------------------------------------------- realism
 
 
-def test_fraud_rate_is_in_the_target_band(realistic_days: pd.DataFrame) -> None:
+def test_fraud_rate_and_volume_are_in_the_target_band(realistic_days: pd.DataFrame) -> None:
     rate = realistic_days["is_fraud"].mean()
-    assert 0.004 <= rate <= 0.008, rate
+    assert 0.004 <= rate <= 0.009, rate
     per_day = realistic_days.groupby(realistic_days["trans_date_trans_time"].dt.date).size()
-    assert ((per_day > 17_000) & (per_day < 23_000)).all(), per_day
+    # 20 000 a day on average over the year; early January is near the holiday peak
+    assert ((per_day > 17_000) & (per_day < 25_000)).all(), per_day
+    assert set(realistic_days["pattern"]) == {0, 1, 3}  # no scenario switched on
+    assert ((realistic_days["pattern"] > 0) == (realistic_days["is_fraud"] == 1)).all()
 
 
-def test_fraud_is_expensive_nocturnal_far_from_home_and_online(realistic_days: pd.DataFrame) -> None:
-    fraud = realistic_days[realistic_days["is_fraud"] == 1]
+def night_share(frame: pd.DataFrame) -> float:
+    return frame["trans_date_trans_time"].dt.hour.isin(NIGHT_HOURS).mean()
+
+
+def test_sprees_are_expensive_nocturnal_far_from_home_and_online(realistic_days: pd.DataFrame) -> None:
+    sprees = realistic_days[realistic_days["pattern"] == 1]
     legit = realistic_days[realistic_days["is_fraud"] == 0]
-    assert fraud["amt"].mean() > 4 * legit["amt"].mean()
-
-    def night_share(frame: pd.DataFrame) -> float:
-        return frame["trans_date_trans_time"].dt.hour.isin(NIGHT_HOURS).mean()
-
-    assert night_share(fraud) > 0.45
-    assert night_share(fraud) > 4 * night_share(legit)
-    assert distance_from_home(legit).max() <= np.sqrt(2) + 1e-6  # Sparkov: within ±1 degree
-    assert (distance_from_home(fraud) > 1.5).mean() > 0.5
+    assert sprees["amt"].mean() > 4 * legit["amt"].mean()
+    assert night_share(sprees) > 0.4
+    assert night_share(sprees) > 3 * night_share(legit)
+    assert (distance_from_home(sprees) > 1.5).mean() > 0.5
     skewed = (*ONLINE_CATEGORIES, "shopping_pos", "misc_pos")
-    assert fraud["category"].isin(skewed).mean() > 1.5 * legit["category"].isin(skewed).mean()
-    assert fraud["category"].isin(ONLINE_CATEGORIES).mean() > 2 * legit["category"].isin(ONLINE_CATEGORIES).mean()
+    assert sprees["category"].isin(skewed).mean() > 1.5 * legit["category"].isin(skewed).mean()
+    assert sprees["category"].isin(ONLINE_CATEGORIES).mean() > 2 * legit["category"].isin(ONLINE_CATEGORIES).mean()
+
+
+def test_fraud_and_legitimate_spending_overlap(realistic_days: pd.DataFrame) -> None:
+    """Not every fraud shouts and not every odd purchase is fraud: the overlap real card data has."""
+    legit = realistic_days[realistic_days["is_fraud"] == 0]
+    quiet = realistic_days[realistic_days["pattern"] == 3]
+    fraud = realistic_days[realistic_days["is_fraud"] == 1]
+    assert 0.1 < len(quiet) / len(fraud) < 0.35  # about a fifth of fraud imitates the card holder
+    assert (distance_from_home(quiet) <= np.sqrt(2) + 1e-6).all()  # near home
+    assert night_share(quiet) < 2 * night_share(legit)
+    assert quiet["amt"].median() < 3 * legit["amt"].median()  # only somewhat above the usual
+    # legitimate night spending (shift workers), travel far from home, big-ticket purchases
+    assert night_share(legit) > 0.08
+    home = legit[~legit["on_trip"]]
+    assert distance_from_home(home).max() <= np.sqrt(2) + 1e-6  # Sparkov: within ±1 degree of home
+    away = distance_from_home(legit) > 2.0
+    assert 0.003 < away.mean() < 0.05
+    assert legit.loc[away, "on_trip"].all()
+    assert (
+        legit.loc[away, "category"].isin(["travel", "food_dining", "entertainment", "gas_transport", "misc_pos"]).all()
+    )
+    assert (legit["amt"] > sprees_median(realistic_days)).sum() > 0.5 * (
+        fraud["amt"] > sprees_median(realistic_days)
+    ).sum()
+
+
+def sprees_median(frame: pd.DataFrame) -> float:
+    return float(frame.loc[frame["pattern"] == 1, "amt"].median())
 
 
 def test_fraud_comes_in_bursts_on_compromised_cards(realistic_days: pd.DataFrame) -> None:
     fraud = realistic_days[realistic_days["is_fraud"] == 1]
-    sprees = fraud.groupby([fraud["cc_num"], fraud["trans_date_trans_time"].dt.date])["trans_date_trans_time"]
-    assert sprees.size().between(3, 15).all()
-    assert (sprees.max() - sprees.min()).max() <= pd.Timedelta(hours=4)
+    for pattern, sizes, hours in ((1, (3, 12), 4), (3, (2, 5), 24)):
+        rows = fraud[fraud["pattern"] == pattern]
+        bursts = rows.groupby([rows["cc_num"], rows["trans_date_trans_time"].dt.date])["trans_date_trans_time"]
+        assert bursts.size().between(*sizes).mean() > 0.95, pattern  # a card rarely has two of them a day
+        assert (bursts.max() - bursts.min()).max() <= pd.Timedelta(hours=hours)
     assert fraud["cc_num"].nunique() < realistic_days["cc_num"].nunique() * 0.02
+
+
+def test_seasons_move_the_volume_the_category_mix_and_the_fraud_rate() -> None:
+    simulator = Simulator(replace(SMALL, n_customers=5_000, transactions_per_day=20_000))
+
+    def month(first: date) -> pd.DataFrame:
+        return pd.concat([simulator.transactions(first + timedelta(days=7 * week)) for week in range(4)])
+
+    july, december = month(date(2026, 7, 1)), month(date(2026, 12, 1))
+    assert len(december) > 1.08 * len(july)
+    assert december["is_fraud"].mean() > july["is_fraud"].mean()
+    share = {name: frame["category"].value_counts(normalize=True) for name, frame in (("jul", july), ("dec", december))}
+    assert share["jul"]["travel"] > 1.4 * share["dec"]["travel"]
+    assert share["dec"]["shopping_net"] > 1.3 * share["jul"]["shopping_net"]
+    flat = Simulator(replace(SMALL, seasonality=0.0))
+    assert len(flat.day_arrays(date(2026, 12, 2))) == pytest.approx(len(flat.day_arrays(date(2026, 7, 1))), rel=0.1)
 
 
 def test_spending_follows_the_time_of_day(realistic_days: pd.DataFrame) -> None:
@@ -208,18 +262,39 @@ def test_new_fraud_pattern_appears_only_from_its_day(small: Simulator) -> None:
 
     def card_tests(simulator: Simulator, offset: int) -> pd.DataFrame:
         frame = simulator.transactions(day(offset))
-        return frame[(frame["is_fraud"] == 1) & (frame["amt"] < 5)]
+        return frame[simulator.day_arrays(day(offset)).pattern == 2]
 
     for offset in range(2):
         pd.testing.assert_frame_equal(testing.transactions(day(offset)), small.transactions(day(offset)))
         assert card_tests(testing, offset).empty
     for offset in (2, 3):
         tests = card_tests(testing, offset)
-        assert len(tests) >= 10
+        assert len(tests) >= 10 and (tests["is_fraud"] == 1).all()
+        assert (tests["amt"] < 5).all()
         assert tests["category"].isin(ONLINE_CATEGORIES).all()
         assert tests["trans_date_trans_time"].dt.hour.between(9, 17).all()
         assert (distance_from_home(tests) <= np.sqrt(2) + 1e-6).all()
         assert card_tests(small, offset).empty
+
+
+def test_fraud_shift_brings_a_ring_in_everyday_categories_from_its_day(small: Simulator) -> None:
+    shifted = Simulator(replace(SMALL, fraud_shift_day=2, fraud_shift_share=0.01))
+
+    def ring(simulator: Simulator, offset: int) -> pd.DataFrame:
+        frame = simulator.transactions(day(offset))
+        return frame[simulator.day_arrays(day(offset)).pattern == 4]
+
+    for offset in range(2):
+        pd.testing.assert_frame_equal(shifted.transactions(day(offset)), small.transactions(day(offset)))
+    for offset in (2, 3):
+        rows = ring(shifted, offset)
+        assert len(rows) >= 10 and (rows["is_fraud"] == 1).all()
+        assert not rows["category"].isin(ONLINE_CATEGORIES).any()
+        assert rows["category"].isin(["gas_transport", "grocery_pos", "health_fitness"]).mean() > 0.5
+        assert rows["trans_date_trans_time"].dt.hour.between(9, 21).all()
+        assert (distance_from_home(rows) <= np.sqrt(2) + 1e-6).all()
+        assert 40 < rows["amt"].median() < 300
+        assert ring(small, offset).empty
 
 
 def test_quality_incident_corrupts_a_share_of_rows_on_its_day_only() -> None:
