@@ -1,13 +1,13 @@
-"""Training logic that needs no service: splits, threshold choice, metrics, cooldown."""
+"""Training logic that needs no service: splits, cooldowns."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-import numpy as np
 import pytest
 
-from training_lib.train import NotEnoughData, choose_threshold, cooldown_remaining, evaluate, split_days
+from training_lib.config import load_settings
+from training_lib.train import PERFORMANCE, NotEnoughData, cooldown_days, cooldown_remaining, split_days
 
 
 def days(n: int) -> list[date]:
@@ -27,35 +27,6 @@ def test_too_few_days_is_a_clear_error() -> None:
         split_days(days(2))
 
 
-def test_alert_budget_threshold_flags_about_the_budget() -> None:
-    rng = np.random.default_rng(0)
-    scores = rng.random(100_000)
-    threshold = choose_threshold(np.zeros(len(scores)), scores, "alert_budget", 0.005)
-    assert (scores >= threshold).mean() == pytest.approx(0.005, abs=0.0005)
-
-
-def test_best_f1_threshold_separates_a_clean_split() -> None:
-    y = np.array([0] * 90 + [1] * 10)
-    scores = np.concatenate([np.linspace(0.0, 0.4, 90), np.linspace(0.6, 1.0, 10)])
-    threshold = choose_threshold(y, scores, "best_f1", 0.005)
-    assert 0.4 < threshold <= 0.6
-    assert evaluate(y, scores, threshold, 0.1)["f1_at_threshold"] == 1.0
-
-
-def test_metrics_hand_computed() -> None:
-    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
-    scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.2, 0.1, 0.1, 0.05, 0.01])
-    cards = np.array(["a", "b", "a", "c", "c", "d", "d", "e", "e", "f"])
-    metrics = evaluate(y, scores, threshold=0.75, alert_budget=0.2, cards=cards)
-    assert metrics["precision_at_threshold"] == 0.5  # flagged: 0.9 (fraud), 0.8 (legit)
-    assert metrics["recall_at_threshold"] == pytest.approx(1 / 3)
-    assert metrics["recall_at_alert_budget"] == pytest.approx(1 / 3)  # top 2 rows hold one of three frauds
-    assert metrics["alert_rate"] == 0.2
-    assert metrics["card_precision_at_100"] == pytest.approx(2 / 6)  # cards a and f had fraud
-    # PR-AUC (average precision) by hand: frauds at ranks 1, 3, 10 -> (1/1 + 2/3 + 3/10) / 3
-    assert metrics["pr_auc"] == pytest.approx((1 + 2 / 3 + 3 / 10) / 3)
-
-
 def test_cooldown_counts_days_of_data() -> None:
     day = date(2026, 3, 10)
     assert cooldown_remaining(None, day, 3) == 0  # never retrained
@@ -66,3 +37,20 @@ def test_cooldown_counts_days_of_data() -> None:
     assert cooldown_remaining(day, day + timedelta(days=9), 3) == 0
     assert cooldown_remaining(day, day - timedelta(days=5), 3) == 8  # an older day replayed: still inside
     assert cooldown_remaining(day, day, 0) == 0  # 0 switches the cooldown off
+
+
+def test_a_realized_quality_trigger_is_not_held_back_by_the_drift_cooldown() -> None:
+    settings = load_settings({"FRAUD_RETRAIN_COOLDOWN_DAYS": "7", "FRAUD_PERFORMANCE_COOLDOWN_DAYS": "1"})
+    assert cooldown_days(settings, set()) == ("FRAUD_RETRAIN_COOLDOWN_DAYS", 7)  # drift, new labels, manual
+    assert cooldown_days(settings, {"drift"}) == ("FRAUD_RETRAIN_COOLDOWN_DAYS", 7)
+    assert cooldown_days(settings, {PERFORMANCE}) == ("FRAUD_PERFORMANCE_COOLDOWN_DAYS", 1)
+    assert cooldown_days(settings, {PERFORMANCE, "drift"}) == ("FRAUD_PERFORMANCE_COOLDOWN_DAYS", 1)
+    # a drift retrain on day 10 rejected a challenger that could not know the change yet; realized quality
+    # fell on the changed days' matured labels by day 12: that retrain runs, and one per day of data after it
+    drift_decision = date(2026, 3, 10)
+    _, days = cooldown_days(settings, {PERFORMANCE})
+    assert cooldown_remaining(drift_decision, date(2026, 3, 12), days) == 0
+    assert cooldown_remaining(date(2026, 3, 12), date(2026, 3, 12), days) == 1  # the same day twice: skipped
+    assert cooldown_remaining(date(2026, 3, 12), date(2026, 3, 13), days) == 0
+    _, drift_days = cooldown_days(settings, set())
+    assert cooldown_remaining(drift_decision, date(2026, 3, 12), drift_days) == 5

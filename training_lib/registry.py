@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 THRESHOLD_TAG = "threshold"  # decision threshold stored on each model version (set by training)
+EVALUATION_RUN_TAG = "evaluation_run_id"  # the run of the version's evaluation fit: the gate's evidence
 
 PROMOTION = "promotion"
 REJECTION = "rejection"
@@ -131,6 +132,26 @@ def decide(challenger_pr_auc: float, champion_pr_auc: float | None, *, floor: fl
         False,
         f"challenger PR-AUC {challenger_pr_auc:.3f} vs champion {champion_pr_auc:.3f}:"
         f" gain {gain:.3f} < margin {margin:.3f}",
+    )
+
+
+def gate_decision(evaluation: dict[str, Any], *, floor: float, margin: float) -> GateDecision:
+    """:func:`decide` on an evaluation (``train.evaluate_candidates``); no comparable day keeps the champion.
+
+    Pure. With a champion but no day that neither model was fitted on, there is no evidence either way: the
+    candidate is rejected (champion PR-AUC recorded as NaN) with a reason that says so."""
+    challenger, champion = evaluation.get("candidate_pr_auc"), evaluation.get("champion_pr_auc")
+    if evaluation.get("comparable", True):
+        return decide(challenger, champion, floor=floor, margin=margin)
+    why = (
+        f"no matured day after version {evaluation.get('champion_version')}'s training window "
+        f"(through {evaluation.get('champion_fitted_through')}) among the test days: no evidence, keeping the champion"
+        if evaluation.get("champion_version")
+        else "the test days hold a single class: no evidence"
+    )
+    champion_number = math.nan if evaluation.get("champion_version") else None
+    return GateDecision(
+        False, why, _as_float(challenger if challenger is not None else math.nan), champion_number, floor, margin
     )
 
 

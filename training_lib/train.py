@@ -1,4 +1,4 @@
-"""Training: a labelled dataset from the lake, out-of-time splits, XGBoost + a logistic baseline in MLflow.
+"""Training: a labelled dataset from the lake, time splits, the recipe search and refits in MLflow, the gate evidence.
 
 Steps (one function each, the ``retrain`` DAG calls them in turn):
 
@@ -6,11 +6,14 @@ Steps (one function each, the ``retrain`` DAG calls them in turn):
    confirmed labels), shared features (``features.features_for_days``), the label, split by time into
    train → validation → test (the newest days). A snapshot goes to ``training/datasets/<id>/`` in the
    lake with card tokens, never card numbers.
-2. :func:`train_and_log` — XGBoost (class imbalance via ``scale_pos_weight``) and a logistic-regression
-   baseline; threshold chosen on validation (alert budget or best F1); metrics on test; curves,
-   confusion matrix, feature importance, feature list and a drift reference sample as artifacts; the
-   XGBoost pipeline registered as a new version of the model (no alias: the gate decides).
-3. :func:`evaluate_candidates` — champion and candidate scored on the same test window.
+2. :func:`train_and_log` — the fits of ``training_lib.fitting`` in one MLflow run: the search (one nested run
+   per XGBoost candidate, fitted on train, compared on validation), the *evaluation fit* (train + validation,
+   scored on the unseen test days: the run's ``test_*`` metrics and the gate's evidence), the logistic
+   baseline on the same days, and the *refit* on the whole window, which is what gets registered (a new
+   version of the model, no alias: the gate decides). Every metric names the days it was computed on; none is
+   computed on rows the scored model was fitted on.
+3. :func:`evaluate_candidates` — the candidate's evaluation fit and the current champion scored on the same
+   test days, restricted to the days neither was fitted on.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import hashlib
 import io
 import json
 import logging
-import math
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -44,16 +47,6 @@ TEST_SHARE = 0.2
 MIN_DAYS = 3
 LABEL = "label"
 SPLITS = ("train", "validation", "test")
-XGBOOST_PARAMS = {
-    "n_estimators": 300,
-    "max_depth": 6,
-    "learning_rate": 0.08,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 2,
-    "tree_method": "hist",
-    "n_jobs": 2,
-}
 
 
 class NotEnoughData(RuntimeError):
@@ -197,88 +190,7 @@ def load_dataset(settings: Settings, dataset_id: str, lake: Lake | None = None) 
     return DatasetInfo(**meta), parts
 
 
-# --------------------------------------------------------------------------- models and metrics
-
-
-def _preprocessor(scale: bool):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    from training_lib.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-    from training_lib.schema import CATEGORIES
-
-    categories = [list(CATEGORIES) if c == "category" else ["F", "M"] for c in CATEGORICAL_FEATURES]
-    onehot = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
-    numeric = (
-        Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-        if scale
-        else "passthrough"
-    )
-    return ColumnTransformer(
-        [("categorical", onehot, list(CATEGORICAL_FEATURES)), ("numeric", numeric, list(NUMERIC_FEATURES))],
-        verbose_feature_names_out=False,
-    )
-
-
-def make_xgboost(scale_pos_weight: float):
-    """XGBoost on one-hot categories and raw numerics (missing values handled natively)."""
-    from sklearn.pipeline import Pipeline
-    from xgboost import XGBClassifier
-
-    model = XGBClassifier(**XGBOOST_PARAMS, scale_pos_weight=scale_pos_weight, eval_metric="aucpr")
-    return Pipeline([("features", _preprocessor(scale=False)), ("model", model)])
-
-
-def make_baseline():
-    """Logistic regression with balanced class weights on imputed, scaled numerics."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-
-    model = LogisticRegression(class_weight="balanced", max_iter=2000)
-    return Pipeline([("features", _preprocessor(scale=True)), ("model", model)])
-
-
-def choose_threshold(y: np.ndarray, scores: np.ndarray, strategy: str, alert_budget: float) -> float:
-    """Decision threshold on validation: flag ``alert_budget`` of rows, or maximise F1."""
-    import numpy as np
-    from sklearn.metrics import precision_recall_curve
-
-    if strategy == "alert_budget":
-        return float(np.quantile(scores, 1.0 - alert_budget, method="higher"))
-    precision, recall, thresholds = precision_recall_curve(y, scores)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
-
-
-def evaluate(
-    y: np.ndarray, scores: np.ndarray, threshold: float, alert_budget: float, cards: np.ndarray | None = None
-) -> dict[str, float]:
-    """PR-AUC (primary), ROC-AUC, precision/recall/F1 at the threshold, recall at the alert budget,
-    alert rate, and card precision@100 (of the 100 cards with the highest score, the share with fraud)."""
-    import numpy as np
-    import pandas as pd
-    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
-
-    flagged = scores >= threshold
-    top = np.argsort(-scores, kind="stable")[: max(1, math.ceil(alert_budget * len(scores)))]
-    metrics = {
-        "pr_auc": float(average_precision_score(y, scores)),
-        "roc_auc": float(roc_auc_score(y, scores)),
-        "precision_at_threshold": float(precision_score(y, flagged, zero_division=0)),
-        "recall_at_threshold": float(recall_score(y, flagged, zero_division=0)),
-        "f1_at_threshold": float(f1_score(y, flagged, zero_division=0)),
-        "recall_at_alert_budget": float(y[top].sum() / max(1, y.sum())),
-        "alert_rate": float(flagged.mean()),
-        "rows": float(len(y)),
-        "frauds": float(y.sum()),
-    }
-    if cards is not None:
-        per_card = pd.DataFrame({"card": cards, "score": scores, "fraud": y}).groupby("card").max()
-        top_cards = per_card.nlargest(100, "score")
-        metrics["card_precision_at_100"] = float(top_cards["fraud"].mean())
-    return metrics
+# --------------------------------------------------------------------------- training and logging
 
 
 def _figures(y: np.ndarray, scores: np.ndarray, threshold: float, importance: pd.Series, folder: Path) -> list[Path]:
@@ -302,7 +214,8 @@ def _figures(y: np.ndarray, scores: np.ndarray, threshold: float, importance: pd
     ):
         figure, axis = plt.subplots(figsize=(7, 5 if name != "feature_importance.png" else 7))
         draw(axis)
-        axis.set_title(name.removesuffix(".png").replace("_", " ") + " (test window)")
+        what = "registered refit" if name == "feature_importance.png" else "evaluation fit on the test days"
+        axis.set_title(f"{name.removesuffix('.png').replace('_', ' ')} ({what})")
         figure.tight_layout()
         path = folder / name
         figure.savefig(path, dpi=90)
@@ -325,6 +238,65 @@ def _pip_requirements() -> list[str]:
     ]
 
 
+def _days(days: list[str]) -> str:
+    return f"{days[0]}..{days[-1]}" if days else ""
+
+
+def _log_model(model: Any, *, signature: Any, registered_model_name: str | None = None, input_example: Any = None):
+    import mlflow.sklearn
+
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+        serialization_format="cloudpickle",
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=_pip_requirements(),
+    )
+
+
+@contextmanager
+def _nested_run(name: str, info: DatasetInfo, fit: str, fitted_on: list[str], evaluated_on: list[str], **tags: str):
+    """A child run of the training run, tagged with the days its model was fitted and evaluated on."""
+    import mlflow
+
+    with mlflow.start_run(run_name=name, nested=True) as child:
+        days = {"fitted_on": _days(fitted_on), "evaluated_on": _days(evaluated_on)}
+        mlflow.set_tags({"dataset_id": info.dataset_id, "fit": fit, **days, **tags})
+        yield child
+
+
+def _fits_record(info: DatasetInfo, fits: Any, strategy: str) -> dict[str, Any]:
+    """``fits.json``: which fit saw which days, which one is registered, and where each was evaluated."""
+    days = info.split_days
+    return {
+        "registered": "refit",
+        "note": "test_* metrics: the evaluation fit (the recipe without the test days) on the test days; "
+        "selection_validation_*: the best search fit on the validation days, which also chose its number of "
+        "trees; the registered refit saw every day of the window and is scored on none of them",
+        "search": {
+            "fitted_on": days["train"],
+            "evaluated_on": days["validation"],
+            "trials": [
+                {"name": t.candidate.name, "n_trees": t.n_trees, "validation_pr_auc": t.validation_pr_auc}
+                for t in fits.trials
+            ],
+        },
+        "evaluation": {"fitted_on": days["train"] + days["validation"], "evaluated_on": days["test"]},
+        "refit": {"fitted_on": info.days, "evaluated_on": []},
+        "recipe": fits.recipe.describe(),
+        "threshold": {
+            "alert_rate": fits.alert_rate,
+            "value": fits.threshold,
+            "strategy": strategy,
+            "rule": "the rate the selection fit alerts on the validation days, as a quantile of the evaluation "
+            "fit's scores on the test days (no label used)",
+        },
+    }
+
+
 def train_and_log(
     settings: Settings,
     info: DatasetInfo,
@@ -333,9 +305,11 @@ def train_and_log(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Fit XGBoost and the baseline, log everything to MLflow, register the XGBoost pipeline.
+    """The fits of :func:`training_lib.fitting.fit_window` in one MLflow run; the refit is registered.
 
-    Returns run id, registered version, threshold and the test metrics of both models.
+    Child runs: one per search candidate, the evaluation fit (its model logged, not registered), the baseline.
+    Returns run ids, the registered version, the threshold, the recipe and the metrics of the evaluation fit and
+    of the baseline on the test days (the only metrics the gate may use: both were fitted without those days).
     """
     import mlflow
     import pandas as pd
@@ -344,113 +318,136 @@ def train_and_log(
 
     from training_lib.drift import build_reference
     from training_lib.features import FEATURE_COLUMNS
+    from training_lib.fitting import fit_window, load_search_space
+    from training_lib.ingest import LABELS_THROUGH_TAG
+    from training_lib.registry import EVALUATION_RUN_TAG, THRESHOLD_TAG
 
-    columns = list(FEATURE_COLUMNS)
-    train, validation, test = (parts[name] for name in SPLITS)
-    y_train, y_val, y_test = (p[LABEL].to_numpy() for p in (train, validation, test))
-    positives = max(1, int(y_train.sum()))
-    scale_pos_weight = (len(y_train) - positives) / positives
+    columns, days, test = list(FEATURE_COLUMNS), info.split_days, parts["test"]
+    seen_days = days["train"] + days["validation"]
+
+    def progress(i: int, n: int, trial: Any) -> None:
+        log.info(
+            "search %d/%d: %s, %d trees, validation PR-AUC %.4f (%.1fs)",
+            *(i, n, trial.candidate.name, trial.n_trees, trial.validation_pr_auc, trial.seconds),
+        )
+
+    fits = fit_window(
+        parts,
+        load_search_space(settings.include_folder),
+        strategy=settings.threshold_strategy,
+        alert_budget=settings.alert_budget,
+        label=LABEL,
+        progress=progress,
+    )
+    recipe = fits.recipe
+    example = test[columns].head(5)
+    signature = infer_signature(example, fits.model.predict_proba(example))
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(settings.experiment_name)
     with mlflow.start_run(run_name=run_name or f"xgboost-{info.days[-1]}") as run:
-        mlflow.set_tags({"dataset_id": info.dataset_id, "model_family": "xgboost", **(tags or {})})
+        mlflow.set_tags(
+            {
+                "dataset_id": info.dataset_id,
+                "model_family": "xgboost",
+                "registered_fit": "refit",
+                "fit.refit.fitted_on": _days(info.days),
+                "fit.evaluation.fitted_on": _days(seen_days),
+                "fit.evaluation.evaluated_on": _days(days["test"]),
+                **(tags or {}),
+            }
+        )
         mlflow.log_params(
             {
                 "window_first_day": info.days[0],
                 "window_last_day": info.days[-1],
-                **{f"{name}_days": f"{days[0]}..{days[-1]}" for name, days in info.split_days.items()},
+                **{f"{name}_days": _days(split) for name, split in days.items()},
                 **{f"{name}_rows": rows for name, rows in info.rows.items()},
                 **{f"{name}_frauds": frauds for name, frauds in info.frauds.items()},
-                "scale_pos_weight": round(scale_pos_weight, 3),
                 "threshold_strategy": settings.threshold_strategy,
                 "alert_budget": settings.alert_budget,
-                **{f"xgb_{k}": v for k, v in XGBOOST_PARAMS.items()},
+                "recipe": recipe.name,
+                "n_trees": recipe.n_trees,
+                "class_weight": recipe.class_weight,
+                **{f"xgb_{k}": v for k, v in recipe.params.items()},
             }
         )
-        model = make_xgboost(scale_pos_weight).fit(train[columns], y_train)
-        threshold = choose_threshold(
-            y_val, model.predict_proba(validation[columns])[:, 1], settings.threshold_strategy, settings.alert_budget
-        )
-        test_scores = model.predict_proba(test[columns])[:, 1]
-        test_metrics = evaluate(y_test, test_scores, threshold, settings.alert_budget, test["card_token"].to_numpy())
-        val_metrics = evaluate(y_val, model.predict_proba(validation[columns])[:, 1], threshold, settings.alert_budget)
-        mlflow.log_metric("threshold", threshold)
-        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
-        mlflow.log_metrics({f"validation_{k}": v for k, v in val_metrics.items()})
+        note = "the validation days also chose the number of trees: a selection metric"
+        for rank, trial in enumerate(fits.trials, start=1):
+            with _nested_run(f"search-{trial.candidate.name}", info, "search", days["train"], days["validation"],
+                             rank=str(rank), metrics_note=note):  # fmt: skip
+                mlflow.log_params({f"xgb_{k}": v for k, v in trial.candidate.params.items()})
+                mlflow.log_param("class_weight", trial.candidate.class_weight)
+                metrics = {"validation_pr_auc": trial.validation_pr_auc, "n_trees": trial.n_trees}
+                mlflow.log_metrics({**metrics, "fit_seconds": trial.seconds})
+        with _nested_run("evaluation-fit", info, "evaluation", seen_days, days["test"]) as evaluation_run:
+            mlflow.log_params({"recipe": recipe.name, "n_trees": recipe.n_trees})
+            mlflow.log_metrics({"threshold": fits.threshold, **{f"test_{k}": v for k, v in fits.test_metrics.items()}})
+            _log_model(fits.evaluation_model, signature=signature)
+        with _nested_run("baseline-logistic-regression", info, "baseline", seen_days, days["test"],
+                         model_family="logistic_regression") as child:  # fmt: skip
+            mlflow.log_metrics({f"test_{k}": v for k, v in fits.baseline_metrics.items()})
+            _log_model(fits.baseline_model, signature=signature)
 
-        names = list(model.named_steps["features"].get_feature_names_out())
-        importance = pd.Series(model.named_steps["model"].feature_importances_, index=names)
+        mlflow.log_metrics({"threshold": fits.threshold, "alert_rate_target": fits.alert_rate})
+        mlflow.log_metrics({f"test_{k}": v for k, v in fits.test_metrics.items()})
+        mlflow.log_metrics({f"selection_validation_{k}": v for k, v in fits.selection_metrics.items()})
+        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in fits.baseline_metrics.items()})
+        names = list(fits.model.named_steps["features"].get_feature_names_out())
+        importance = pd.Series(fits.model.named_steps["model"].feature_importances_, index=names)
+        record = {**_fits_record(info, fits, settings.threshold_strategy)}
+        record["evaluation"]["run_id"] = evaluation_run.info.run_id
         with tempfile.TemporaryDirectory() as folder:
-            for path in _figures(y_test, test_scores, threshold, importance, Path(folder)):
+            y_test = test[LABEL].to_numpy()
+            for path in _figures(y_test, fits.test_scores, fits.threshold, importance, Path(folder)):
                 mlflow.log_artifact(str(path), artifact_path="plots")
-            (Path(folder) / "features.json").write_text(json.dumps({"features": columns, "encoded": names}, indent=2))
-            mlflow.log_artifact(str(Path(folder) / "features.json"))
-            (Path(folder) / "dataset.json").write_text(json.dumps(asdict(info), indent=2))
-            mlflow.log_artifact(str(Path(folder) / "dataset.json"))
+            for name, body in (
+                ("features.json", {"features": columns, "encoded": names}),
+                ("dataset.json", asdict(info)),
+                ("fits.json", record),
+            ):
+                (Path(folder) / name).write_text(json.dumps(body, indent=2, default=str))
+                mlflow.log_artifact(str(Path(folder) / name))
             reference = build_reference(_reference_rows(settings, info))
             reference.to_parquet(Path(folder) / "reference.parquet", index=False)
             mlflow.log_artifact(str(Path(folder) / "reference.parquet"), artifact_path="drift_reference")
-
-        example = test[columns].head(5)
-        signature = infer_signature(example, model.predict_proba(example))
-        model_info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=settings.model_name,
-            serialization_format="cloudpickle",
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=_pip_requirements(),
+        registered = _log_model(
+            fits.model, signature=signature, input_example=example, registered_model_name=settings.model_name
         )
-        version = str(model_info.registered_model_version)
-
-        baseline = make_baseline().fit(train[columns], y_train)
-        baseline_threshold = choose_threshold(
-            y_val, baseline.predict_proba(validation[columns])[:, 1], settings.threshold_strategy, settings.alert_budget
-        )
-        baseline_metrics = evaluate(
-            y_test, baseline.predict_proba(test[columns])[:, 1], baseline_threshold, settings.alert_budget,
-            test["card_token"].to_numpy(),
-        )  # fmt: skip
-        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in baseline_metrics.items()})
-        with mlflow.start_run(run_name="baseline-logistic-regression", nested=True) as child:
-            mlflow.set_tags({"dataset_id": info.dataset_id, "model_family": "logistic_regression"})
-            mlflow.log_metric("threshold", baseline_threshold)
-            mlflow.log_metrics({f"test_{k}": v for k, v in baseline_metrics.items()})
-            mlflow.sklearn.log_model(
-                baseline, name="model", signature=signature, serialization_format="cloudpickle",
-                pip_requirements=_pip_requirements(),
-            )  # fmt: skip
-
-    from training_lib.ingest import LABELS_THROUGH_TAG
-    from training_lib.registry import THRESHOLD_TAG
+        version = str(registered.registered_model_version)
 
     client = MlflowClient(settings.mlflow_tracking_uri)
     version_tags = {
-        THRESHOLD_TAG: repr(threshold),
+        THRESHOLD_TAG: repr(fits.threshold),
         LABELS_THROUGH_TAG: info.labels_through,
         "dataset_id": info.dataset_id,
-        "training_window": f"{info.days[0]}..{info.days[-1]}",
-        "test_window": f"{info.split_days['test'][0]}..{info.split_days['test'][-1]}",
-        "test_pr_auc": f"{test_metrics['pr_auc']:.4f}",
+        "training_window": _days(info.days),  # the registered refit saw all of it
+        "test_window": _days(days["test"]),
+        "test_pr_auc": f"{fits.test_metrics['pr_auc']:.4f}",
+        "alert_rate_target": repr(fits.alert_rate),
+        "recipe": f"{recipe.name}, {recipe.n_trees} trees",
+        EVALUATION_RUN_TAG: evaluation_run.info.run_id,
         "baseline_run_id": child.info.run_id,
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     log.info(
-        "registered %s v%s: test PR-AUC %.4f (baseline %.4f), threshold %.4f",
-        settings.model_name, version, test_metrics["pr_auc"], baseline_metrics["pr_auc"], threshold,
-    )  # fmt: skip
+        "registered %s v%s (refit on %s, recipe %s, %d trees): evaluation fit PR-AUC %.4f on %s (baseline %.4f)",
+        *(settings.model_name, version, _days(info.days), recipe.name, recipe.n_trees),
+        *(fits.test_metrics["pr_auc"], _days(days["test"]), fits.baseline_metrics["pr_auc"]),
+    )
     trained = {
         "run_id": run.info.run_id,
         "version": version,
-        "threshold": threshold,
-        "test_metrics": test_metrics,
-        "baseline_metrics": baseline_metrics,
+        "threshold": fits.threshold,
+        "alert_rate_target": fits.alert_rate,
+        "recipe": recipe.describe(),
+        "test_metrics": fits.test_metrics,
+        "baseline_metrics": fits.baseline_metrics,
+        "evaluation_run_id": evaluation_run.info.run_id,
         "baseline_run_id": child.info.run_id,
         "dataset_id": info.dataset_id,
+        "fit_seconds": fits.seconds,
     }
     Lake(settings).put_json(f"{DATASETS}/{info.dataset_id}/{TRAINED_NAME}", trained)
     return trained
@@ -476,56 +473,77 @@ def trained_for_dataset(settings: Settings, dataset_id: str) -> dict[str, Any] |
 
 
 def _reference_rows(settings: Settings, info: DatasetInfo) -> pd.DataFrame:
-    """Validated rows of the training days, for the drift reference stored with the model."""
-    import pandas as pd
+    """Validated rows of the window's days (what the registered refit learned from), for its drift reference."""
+    from training_lib.features import ROW_FEATURE_INPUTS
 
-    lake = Lake(settings)
-    days = [date.fromisoformat(d) for d in info.split_days["train"]]
-    frames = [lake.read_partition(VALIDATED_TRANSACTIONS, d).to_pandas() for d in days]
-    return pd.concat(frames, ignore_index=True)
+    days = [date.fromisoformat(d) for d in info.days]
+    return Lake(settings).read_partitions(VALIDATED_TRANSACTIONS, days, columns=list(ROW_FEATURE_INPUTS)).to_pandas()
+
+
+def _window_end(version: Any) -> date | None:
+    """The last day a registered version was fitted on (its ``training_window`` tag), None when unknown."""
+    window = (version.tags or {}).get("training_window", "")
+    return date.fromisoformat(window.split("..")[-1]) if window else None
 
 
 def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: str) -> dict[str, Any]:
-    """Score the candidate and the current champion on the same newest labelled window (the test split)."""
+    """The gate's evidence: the candidate's evaluation fit and the champion on the same unseen days.
+
+    The days are the dataset's test days after the last day the champion was fitted on (all test days when
+    there is no champion); the evaluation fit never saw any test day. With a champion but no such day,
+    ``champion_pr_auc`` is None and ``comparable`` False: there is no evidence, and the gate keeps the
+    champion (``registry.gate_decision``).
+    """
     import mlflow.sklearn
     from mlflow import MlflowClient
     from sklearn.metrics import average_precision_score
 
-    from training_lib.features import FEATURE_COLUMNS
-    from training_lib.registry import Registry
+    from training_lib.fitting import predict
+    from training_lib.registry import EVALUATION_RUN_TAG, Registry
 
     info, parts = load_dataset(settings, dataset_id)
     test = parts["test"]
-    y = test[LABEL].to_numpy()
     client = MlflowClient(settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-
-    def pr_auc(version: str) -> float:
-        model = mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version}")
-        return float(average_precision_score(y, model.predict_proba(test[list(FEATURE_COLUMNS)])[:, 1]))
-
-    champion = Registry(settings).champion()
     candidate = client.get_model_version(settings.model_name, candidate_version)
+    evaluation_run = (candidate.tags or {}).get(EVALUATION_RUN_TAG)
+    if not evaluation_run:
+        raise ValueError(f"version {candidate_version} has no {EVALUATION_RUN_TAG!r} tag: no evaluation fit to gate on")
+    champion = Registry(settings).champion()
+    champion_end = _window_end(champion) if champion else None
+    days = [d for d in info.split_days["test"] if champion_end is None or date.fromisoformat(d) > champion_end]
+    rows = test[test["day"].isin(days)]
+    y = rows[LABEL].to_numpy()
+
+    def pr_auc(uri: str) -> float | None:
+        if not len(rows) or y.min() == y.max():
+            return None
+        return float(average_precision_score(y, predict(mlflow.sklearn.load_model(uri), rows)))
+
+    candidate_pr_auc = pr_auc(f"runs:/{evaluation_run}/model")
+    champion_pr_auc = pr_auc(f"models:/{settings.model_name}/{champion.version}") if champion else None
     result = {
-        "window": f"{info.split_days['test'][0]}..{info.split_days['test'][-1]}",
-        "rows": len(test),
+        "window": _days(days),
+        "days": days,
+        "rows": len(rows),
         "frauds": int(y.sum()),
         "dataset_id": dataset_id,
         "candidate_version": candidate_version,
         "candidate_run_id": candidate.run_id,
-        "candidate_pr_auc": pr_auc(candidate_version),
+        "candidate_evaluation_run_id": evaluation_run,
+        "candidate_fitted_through": info.split_days["validation"][-1],
+        "candidate_pr_auc": candidate_pr_auc,
         "champion_version": champion.version if champion else None,
         "champion_run_id": champion.run_id if champion else None,
-        "champion_pr_auc": pr_auc(champion.version) if champion else None,
+        "champion_fitted_through": champion_end.isoformat() if champion_end else None,
+        "champion_pr_auc": champion_pr_auc,
+        "comparable": candidate_pr_auc is not None and (champion is None or champion_pr_auc is not None),
     }
     log.info(
-        "evaluation on %s: candidate v%s %.4f, champion %s %s",
-        result["window"],
-        candidate_version,
-        result["candidate_pr_auc"],
-        result["champion_version"],
-        result["champion_pr_auc"],
-    )
+        "evaluation on %s (%d rows, %d frauds): candidate v%s %s, champion %s %s",
+        result["window"] or "no day", len(rows), result["frauds"], candidate_version, candidate_pr_auc,
+        result["champion_version"], champion_pr_auc,
+    )  # fmt: skip
     return result
 
 
@@ -538,6 +556,23 @@ def cooldown_remaining(last_data_day: date | None, data_day: date | None, days: 
     if last_data_day is None or data_day is None:
         return 0
     return max(0, (last_data_day - data_day).days + days)
+
+
+PERFORMANCE = "performance"  # the reason of a drift_detected event that realized quality emitted
+
+
+def cooldown_days(settings: Settings, reasons: set[str]) -> tuple[str, int]:
+    """(setting, days) of the cooldown that applies to a retrain triggered for ``reasons``.
+
+    A retrain that realized quality triggered (reason ``performance``: the champion got measurably worse on
+    matured labels) waits only ``FRAUD_PERFORMANCE_COOLDOWN_DAYS`` (default 1: once per day of data): a drift
+    that started the same change days earlier, before its labels matured, retrained on data that could not
+    show the change, and its cooldown must not hold back the retrain that can. Every other trigger (drift,
+    new labels, manual) waits ``FRAUD_RETRAIN_COOLDOWN_DAYS``. Both count days of data since the last decision.
+    """
+    if PERFORMANCE in reasons:
+        return "FRAUD_PERFORMANCE_COOLDOWN_DAYS", settings.performance_cooldown_days
+    return "FRAUD_RETRAIN_COOLDOWN_DAYS", settings.retrain_cooldown_days
 
 
 def retrain_data_day(settings: Settings, triggering_days: list[str]) -> date | None:
@@ -554,11 +589,11 @@ def seed_champion(settings: Settings, window_days: int, actor: str) -> dict[str,
 
     For tests, benchmarks and seeded environments that need *a* champion; the retrain DAG uses the real gate.
     Returns what :func:`train_and_log` returned (``version``, ``test_metrics``, …)."""
-    from training_lib.registry import Registry, decide
+    from training_lib.registry import Registry, gate_decision
 
     info, parts = build_dataset(settings, window_days)
     trained = train_and_log(settings, info, parts)
     evaluation = evaluate_candidates(settings, trained["version"], info.dataset_id)
-    decision = decide(evaluation["candidate_pr_auc"], evaluation["champion_pr_auc"], floor=0.0, margin=0.0)
+    decision = gate_decision(evaluation, floor=0.0, margin=0.0)
     Registry(settings).record_decision(trained["version"], decision, evaluation=evaluation, actor=actor)
     return trained
