@@ -32,9 +32,12 @@ or by hand with the **Day to process** parameter.
      Summary: `reports/scoring/dt=D/summary.json`.
 3. **alert_rate_check** — notifies (log, or `FRAUD_NOTIFY_WEBHOOK_URL`) when the day alerts more than
    `FRAUD_ALERT_RATE_FACTOR` × `FRAUD_ALERT_BUDGET`.
-4. **realized_quality** — for scored days whose labels have matured: precision, recall, PR-AUC into
-   `reports/performance/dt=…/`; below `FRAUD_PROMOTION_FLOOR` it emits **drift_detected** (reason
-   `performance`), the same retrain trigger as drift.
+4. **monitoring** — **realized_quality**: for scored days whose labels have matured, precision, recall,
+   PR-AUC into `reports/performance/dt=…/`; **signal_retrain**: when the champion's mean PR-AUC over its newest
+   `FRAUD_PERFORMANCE_WINDOW_DAYS` matured days falls below `FRAUD_PROMOTION_FLOOR` or more than
+   `FRAUD_PERFORMANCE_TOLERANCE` below its evidence (its test PR-AUC), it notifies and emits **drift_detected**
+   (reason `performance`), a retrain trigger that the drift cooldown does not hold back. Days scored by an
+   earlier champion never count against the current one.
 """
 
 
@@ -43,7 +46,8 @@ or by hand with the **Day to process** parameter.
     schedule=NIGHTLY_SCORING,
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=2,  # days score independently; a manual day never waits behind the nightly sensor
+    # days score independently: a backfill or a manual day never waits behind the nightly run's sensor
+    max_active_runs=3,
     default_args=DEFAULT_ARGS,
     tags=["fraud", "scoring", "monitoring"],
     params={"day": DAY_PARAM},
@@ -109,11 +113,16 @@ def batch_score():
 
         @task(outlets=[DRIFT_DETECTED])
         def signal_retrain(results: list[dict], *, outlet_events=None) -> dict:
-            below = [r for r in results if r.get("below_floor")]
-            if not below:
-                raise AirflowSkipException("realized quality at or above the floor (or no matured day)")
-            worst = min(below, key=lambda r: r["pr_auc"])
-            extra = {"dt": worst["day"], "reason": "performance", "pr_auc": worst["pr_auc"], "columns": []}
+            from training_lib.config import load_settings
+            from training_lib.monitoring import degraded_check, performance_trigger
+            from training_lib.notify import notifier_from_settings
+
+            settings = load_settings()
+            extra, why = performance_trigger(settings, run_day(), [r["day"] for r in results])
+            print(why)
+            if extra is None:
+                raise AirflowSkipException(why)
+            notifier_from_settings(settings).send(degraded_check({**extra, "degraded": True, "reason": why}))
             outlet_events[DRIFT_DETECTED].extra = extra
             return extra
 

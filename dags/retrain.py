@@ -63,7 +63,7 @@ def retrain():
         from training_lib.config import load_settings
         from training_lib.health import require_mlflow
         from training_lib.registry import Registry
-        from training_lib.train import cooldown_remaining, retrain_data_day
+        from training_lib.train import cooldown_days, cooldown_remaining, retrain_data_day
 
         context = get_current_context()
         settings = load_settings()
@@ -73,11 +73,12 @@ def retrain():
             return True
         data_day = retrain_data_day(settings, _triggering_days(context))
         last = Registry(settings).last_retrain_data_day(excluding_actor=_actor(context))
-        wait = cooldown_remaining(last, data_day, settings.retrain_cooldown_days)
+        setting, days = cooldown_days(settings, _trigger_reasons(context))
+        wait = cooldown_remaining(last, data_day, days)
         if wait:
             print(
-                f"data day {data_day}: the last retrain answered {last}, within FRAUD_RETRAIN_COOLDOWN_DAYS="
-                f"{settings.retrain_cooldown_days}: skipping ({wait} more day(s) of data needed)"
+                f"data day {data_day}: the last retrain answered {last}, within {setting}={days}: skipping"
+                f" ({wait} more day(s) of data needed)"
             )
         return not wait
 
@@ -136,16 +137,11 @@ def retrain():
         @task
         def promote_or_reject(evaluation: dict, dataset: dict) -> dict:
             from training_lib.config import load_settings
-            from training_lib.registry import Registry, decide
+            from training_lib.registry import Registry, gate_decision
 
             context = get_current_context()
             settings = load_settings()
-            decision = decide(
-                evaluation["candidate_pr_auc"],
-                evaluation["champion_pr_auc"],
-                floor=settings.promotion_floor,
-                margin=settings.promotion_margin,
-            )
+            decision = gate_decision(evaluation, floor=settings.promotion_floor, margin=settings.promotion_margin)
             evaluation = {**evaluation, "trigger": _trigger(context), "data_day": dataset["data_day"]}
             return Registry(settings).record_decision(
                 evaluation["candidate_version"],
@@ -208,11 +204,23 @@ def _triggering_days(context) -> list[str]:
     ]
 
 
+def _trigger_reasons(context) -> set[str]:
+    """The ``reason`` of every triggering Asset event that has one (e.g. ``performance``)."""
+    events = context.get("triggering_asset_events") or {}
+    return {
+        str(event.extra["reason"])
+        for asset_events in events.values()
+        for event in asset_events
+        if (event.extra or {}).get("reason")
+    }
+
+
 def _trigger(context) -> str:
-    """What started this run: the triggering Asset events (name, day) or 'manual'."""
+    """What started this run: the triggering Asset events (name, day, reason) or 'manual'."""
     events = context.get("triggering_asset_events") or {}
     described = [
         f"{asset.name}:{(event.extra or {}).get('dt', '')}"
+        + (f" ({event.extra['reason']})" if (event.extra or {}).get("reason") else "")
         for asset, asset_events in events.items()
         for event in asset_events
     ]

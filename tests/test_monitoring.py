@@ -12,7 +12,13 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from training_lib.config import Settings, load_settings
-from training_lib.monitoring import below_floor_check, matured_scored_days, realized_quality, summary_key
+from training_lib.monitoring import (
+    below_floor_check,
+    judge_performance,
+    matured_scored_days,
+    realized_quality,
+    summary_key,
+)
 from training_lib.schema import label_arrow_schema
 from training_lib.scoring import prediction_schema
 from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake, ensure_bucket
@@ -54,7 +60,13 @@ def scored_day(
     }
 
 
-def publish_predictions(lake: Lake, day: date, data: dict[str, np.ndarray], versions: tuple[str, ...] = ("3",)) -> None:
+def publish_predictions(
+    lake: Lake,
+    day: date,
+    data: dict[str, np.ndarray],
+    versions: tuple[str, ...] = ("3",),
+    fitted_through: str | None = None,
+) -> None:
     n = len(data["y"])
     table = pa.table(
         {
@@ -69,7 +81,8 @@ def publish_predictions(lake: Lake, day: date, data: dict[str, np.ndarray], vers
         },
         schema=PREDICTION_SCHEMA,
     )
-    lake.publish_partition(PREDICTIONS, day, table)
+    metadata = {"model_version": versions[0], "model_fitted_through": fitted_through}
+    lake.publish_partition(PREDICTIONS, day, table, metadata=metadata)
 
 
 def publish_labels(lake: Lake, day: date, data: dict[str, np.ndarray], share: float = 1.0) -> None:
@@ -185,3 +198,56 @@ def test_matured_scored_days(settings: Settings, lake: Lake) -> None:
     ]
     assert matured_scored_days(settings, date(2024, 3, 17), lake) == [date(2024, 3, 10)]
     assert matured_scored_days(settings, date(2024, 3, 16), lake) == []
+
+
+def test_a_day_scored_by_a_model_fitted_on_it_is_not_measured(settings: Settings, lake: Lake) -> None:
+    data = scored_day(tag="insample")
+    publish_predictions(lake, DAY, data, fitted_through=DAY.isoformat())
+    publish_labels(lake, DAY, data)
+    summary = realized_quality(settings, DAY, lake)
+    assert summary["status"] == "in_sample" and summary["model_fitted_through"] == DAY.isoformat()
+    assert "pr_auc" not in summary
+    assert lake.get_json(summary_key(lake, DAY))["status"] == "in_sample"  # written: the day is not offered again
+    later = DAY + timedelta(days=1)  # scored by a model fitted through the day before: measured
+    other = scored_day(tag="outofsample")
+    publish_predictions(lake, later, other, fitted_through=DAY.isoformat())
+    publish_labels(lake, later, other)
+    assert realized_quality(settings, later, lake)["status"] == "computed"
+
+
+def performance(day: int, version: str, pr_auc: float | None, status: str = "computed") -> dict:
+    return {"day": f"2026-01-{day:02d}", "status": status, "pr_auc": pr_auc, "model_version": version,
+            "labels_through": f"2026-01-{day + 1:02d}"}  # fmt: skip
+
+
+def judge(summaries: list[dict], reference: float | None = 0.8, **kw) -> dict:
+    options = {"window_days": 3, "floor": 0.5, "tolerance": 0.1, "today": date(2026, 1, 20), **kw}
+    return judge_performance(summaries, "2", reference, **options)
+
+
+def test_the_champion_is_judged_on_its_own_newest_matured_days() -> None:
+    newest_first = [performance(9, "2", 0.60), performance(8, "2", 0.65), performance(7, "2", 0.70),
+                    performance(6, "2", 0.95), performance(5, "1", 0.10)]  # fmt: skip
+    status = judge(newest_first)
+    assert status["status"] == "computed" and status["days"] == ["2026-01-07", "2026-01-08", "2026-01-09"]
+    assert status["pr_auc"] == pytest.approx(0.65)
+    assert status["degraded"] and "below its evidence 0.800" in status["reason"]
+    assert status["dt"] == "2026-01-10"  # as of the newest labels it read
+    assert not judge(newest_first, reference=0.7)["degraded"]  # within the tolerance of its evidence
+    assert judge(newest_first, reference=None, floor=0.7)["reason"] == "below the floor 0.700"
+
+
+def test_days_of_other_versions_and_unmeasured_days_never_count() -> None:
+    # after a promotion, the days the previous champion scored badly mature: they do not accuse version 2
+    summaries = [
+        performance(9, "2", 0.75),
+        performance(8, "1", 0.20),
+        performance(7, "1", 0.20),
+        performance(6, "2", None),
+        performance(5, "2", None, status="in_sample"),
+        performance(4, "2", 0.8),
+    ]
+    status = judge(summaries)
+    assert status["status"] == "too_few_days" and status["days"] == ["2026-01-04", "2026-01-09"]
+    assert status["degraded"] is False
+    assert judge(summaries, window_days=2)["pr_auc"] == pytest.approx(0.775)

@@ -138,6 +138,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "promotion_floor": _parse_fraction,
     "alert_budget": _parse_fraction,
     "retrain_cooldown_days": _parse_positive_int,
+    "performance_cooldown_days": _parse_positive_int,
+    "performance_tolerance": _parse_fraction,
+    "performance_window_days": _parse_at_least_one,
     "label_delay_days": _parse_positive_int,
     "dedup_lookback_days": _parse_positive_int,
     "training_window_days": _parse_positive_int,
@@ -152,6 +155,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_port": _parse_at_least_one,
     "threshold_strategy": _parse_threshold_strategy,
     "drift_reference_days": _parse_positive_int,
+    "sensor_poke_s": _parse_positive_float,
 }
 
 
@@ -234,6 +238,21 @@ class Settings:
         3,
         "Days of data between retrains: a retrain whose data day is closer to the last one's is skipped; 0 = off.",
     )
+    performance_cooldown_days: int = _env_field(
+        "FRAUD_PERFORMANCE_COOLDOWN_DAYS",
+        1,
+        "Days of data between retrains that realized quality triggered (the drift cooldown does not apply to them).",
+    )
+    performance_tolerance: float = _env_field(
+        "FRAUD_PERFORMANCE_TOLERANCE",
+        0.1,
+        "Realized PR-AUC this far below the champion's evidence (its test PR-AUC) triggers a retrain.",
+    )
+    performance_window_days: int = _env_field(
+        "FRAUD_PERFORMANCE_WINDOW_DAYS",
+        3,
+        "Realized quality is judged on the mean PR-AUC of the champion's newest N matured scored days.",
+    )
     label_delay_days: int = _env_field(
         "FRAUD_LABEL_DELAY_DAYS", 7, "Days until a transaction's label (chargeback) is confirmed."
     )
@@ -273,6 +292,11 @@ class Settings:
         "FRAUD_POSTGRES_PORT", 5432, "PostgreSQL of the distributed stack (Airflow metadata, MLflow backend store)."
     )
     redis_port: int = _env_field("FRAUD_REDIS_PORT", 6379, "Redis of the distributed stack (the Celery broker).")
+    sensor_poke_s: float = _env_field(
+        "FRAUD_SENSOR_POKE_S",
+        30.0,
+        "Seconds between checks of the DAGs' sensors (landing files, a validated day); the demo uses 3.",
+    )
     card_token_key: str | None = _env_field(
         "FRAUD_CARD_TOKEN_KEY",
         None,

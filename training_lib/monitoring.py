@@ -7,6 +7,11 @@ of the score, written to ``reports/performance/dt=D/summary.json`` (aggregates o
 no transaction ids). A day whose labels are not yet matured writes nothing and is offered again the next
 night. :func:`below_floor_check` turns a summary whose PR-AUC fell under the promotion floor into a
 notification (see :mod:`training_lib.notify`).
+
+:func:`champion_performance` judges the champion on its own matured days: the mean realized PR-AUC of the
+newest ``FRAUD_PERFORMANCE_WINDOW_DAYS`` days it scored, against the floor and against its evidence (the
+``test_pr_auc`` of its evaluation fit) minus ``FRAUD_PERFORMANCE_TOLERANCE``. Days scored by another version
+never count, so the days an old champion scored badly, maturing after a promotion, do not accuse the new one.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
+from training_lib.fitting import evaluate
 from training_lib.notify import Notification
 from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake
-from training_lib.train import MATURED_LABEL_SHARE, evaluate, load_labels
+from training_lib.train import MATURED_LABEL_SHARE, load_labels
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +67,9 @@ def summary_key(lake: Lake, day: date) -> str:
 def realized_quality(settings: Settings, day: date, lake: Lake | None = None) -> dict[str, Any] | None:
     """Realized quality of ``day``'s predictions against all confirmed labels; written to the lake when matured.
 
-    ``None`` when the day has no predictions partition. ``{"day", "status": "not_matured", "labelled_share"}``
+    ``None`` when the day has no predictions partition. ``"status": "in_sample"`` (written, nothing measured)
+    when the model that scored the day was fitted on it (a day re-scored after a newer champion learned it):
+    a metric on rows a model was fitted on is no evidence. ``{"day", "status": "not_matured", "labelled_share"}``
     (nothing written) when fewer than ``MATURED_LABEL_SHARE`` of the predictions have a label. Otherwise the
     summary (``"status": "computed"``, or ``"empty"`` for a published day without rows) is written to
     ``reports/performance/dt=D/summary.json`` and returned. Decision metrics use the stored ``decision``
@@ -86,6 +94,13 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
         "labels_through": label_days[-1].isoformat() if label_days else None,
         "predictions_version": manifest.get("version"),
     }
+    fitted_through = (manifest.get("metadata") or {}).get("model_fitted_through")
+    if fitted_through is not None and fitted_through >= day.isoformat():
+        summary = {**base, "status": "in_sample", "model_fitted_through": fitted_through, "evaluated_at": _now()}
+        lake.put_report(REPORTS_PERFORMANCE, day, SUMMARY_NAME, json.dumps(summary, indent=2))
+        log.warning("realized quality %s: the scoring model was fitted on this day (through %s): not measured",
+                    day, fitted_through)  # fmt: skip
+        return summary
     if rows == 0:
         summary = {**base, "status": "empty", "labelled_share": None, "evaluated_at": _now()}
         lake.put_report(REPORTS_PERFORMANCE, day, SUMMARY_NAME, json.dumps(summary, indent=2))
@@ -171,3 +186,126 @@ def below_floor_check(summary: dict[str, Any] | None) -> Notification | None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def judge_performance(
+    summaries: list[dict[str, Any]],
+    version: str,
+    reference: float | None,
+    *,
+    window_days: int,
+    floor: float,
+    tolerance: float,
+    today: date,
+) -> dict[str, Any]:
+    """Pure: the judgement of :func:`champion_performance` on performance ``summaries`` (newest first).
+
+    Only computed summaries of ``version`` count; its newest ``window_days`` of them are averaged."""
+    picked = [
+        s for s in summaries if s.get("status") == "computed" and s.get("pr_auc") is not None
+        and s.get("model_version") == version
+    ][:window_days]  # fmt: skip
+    base: dict[str, Any] = {
+        "version": version,
+        "reference": reference,
+        "days": sorted(s["day"] for s in picked),
+        "window_days": window_days,
+    }
+    if len(picked) < window_days:
+        return {**base, "status": "too_few_days", "degraded": False}
+    pr_auc = sum(s["pr_auc"] for s in picked) / len(picked)
+    reasons = []
+    if pr_auc < floor:
+        reasons.append(f"below the floor {floor:.3f}")
+    if reference is not None and pr_auc < reference - tolerance:
+        reasons.append(f"more than {tolerance:.2f} below its evidence {reference:.3f}")
+    labels_through = max(s.get("labels_through") or s["day"] for s in picked)
+    return {
+        **base,
+        "status": "computed",
+        "pr_auc": pr_auc,
+        "degraded": bool(reasons),
+        "reason": "; ".join(reasons),
+        "dt": min(labels_through, today.isoformat()),
+    }
+
+
+def champion_performance(settings: Settings, today: date, lake: Lake | None = None) -> dict[str, Any] | None:
+    """The champion's realized quality on its newest matured scored days (up to ``today``); None without one.
+
+    ``status``: ``too_few_days`` until ``FRAUD_PERFORMANCE_WINDOW_DAYS`` of its days matured, else ``computed``
+    with ``pr_auc`` (mean over those days), ``reference`` (its evidence), ``degraded`` and ``reason``.
+    ``dt`` is the day of data the judgement is as of (the newest labels it read), for the retrain it triggers.
+    """
+    from training_lib.registry import Registry
+
+    lake = lake or Lake(settings)
+    champion = Registry(settings, lake=lake).champion()
+    if champion is None:
+        return None
+    wanted = settings.performance_window_days
+    reference_tag = (champion.tags or {}).get("test_pr_auc")
+    days = [day for day in reversed(lake.list_days(REPORTS_PERFORMANCE)) if day <= today]
+    # the champion's days are the newest ones: look no further back than a few windows
+    summaries = [lake.get_json(summary_key(lake, day), missing_ok=True) or {} for day in days[: 4 * wanted]]
+    return judge_performance(
+        summaries,
+        champion.version,
+        float(reference_tag) if reference_tag else None,
+        window_days=wanted,
+        floor=settings.promotion_floor,
+        tolerance=settings.performance_tolerance,
+        today=today,
+    )
+
+
+def degraded_check(status: dict[str, Any] | None) -> Notification | None:
+    """A warning when the champion's realized quality is degraded, else ``None``."""
+    if not status or not status.get("degraded"):
+        return None
+    days = status["days"]
+    return Notification(
+        subject=f"Champion v{status['version']} realized PR-AUC {status['pr_auc']:.3f} on {days[0]}..{days[-1]}",
+        body=(
+            f"Over its newest {len(days)} matured scored days the champion (version {status['version']}) reached a "
+            f"mean PR-AUC of {status['pr_auc']:.3f}: {status['reason']}. A retrain is triggered (drift_detected, "
+            "reason performance)."
+        ),
+        severity="warning",
+        details={
+            "check": "champion_performance",
+            **{k: status.get(k) for k in ("version", "pr_auc", "reference", "days")},
+        },
+    )
+
+
+def performance_trigger(
+    settings: Settings, today: date, newly_computed: list[str], lake: Lake | None = None
+) -> tuple[dict[str, Any] | None, str]:
+    """(extra of the ``drift_detected`` event to emit, or None; why). Emits only when the champion is degraded
+    and one of the days it is judged on matured in this run, so a judgement triggers once, not every night."""
+    from training_lib.train import PERFORMANCE
+
+    status = champion_performance(settings, today, lake)
+    if status is None:
+        return None, "no champion"
+    if status["status"] != "computed":
+        return (
+            None,
+            f"only {len(status['days'])} of {status['window_days']} matured days scored by v{status['version']}",
+        )
+    if not set(status["days"]) & set(newly_computed):
+        return None, f"no newly matured day of v{status['version']} in this run"
+    summary = f"v{status['version']} mean PR-AUC {status['pr_auc']:.3f} on {status['days'][0]}..{status['days'][-1]}"
+    if not status["degraded"]:
+        return None, f"{summary}: within tolerance of its evidence {status['reference']}"
+    extra = {
+        "dt": status["dt"],
+        "reason": PERFORMANCE,
+        "pr_auc": status["pr_auc"],
+        "reference": status["reference"],
+        "version": status["version"],
+        "days": status["days"],
+        "columns": [],
+    }
+    return extra, f"{summary}: {status['reason']}"

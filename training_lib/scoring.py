@@ -87,15 +87,17 @@ def prediction_schema() -> pa.Schema:
     )
 
 
-def _resolve_champion(settings: Settings) -> tuple[str, str, str, float]:
-    """Name, version, run id and stored threshold of the version carrying ``@champion`` now."""
+def _resolve_champion(settings: Settings) -> tuple[str, str, str, float, str | None]:
+    """Name, version, run id, stored threshold and last fitted day (None if unknown) of ``@champion`` now."""
     from training_lib.registry import Registry
 
     registry = Registry(settings)
     version = registry.champion()
     if version is None:
         raise NoChampion(f"no version of {settings.model_name!r} has the alias 'champion' yet: run the retrain DAG")
-    return settings.model_name, str(version.version), version.run_id, registry.threshold(version)
+    window = (version.tags or {}).get("training_window", "")
+    fitted_through = window.split("..")[-1] if window else None
+    return settings.model_name, str(version.version), version.run_id, registry.threshold(version), fitted_through
 
 
 def _load_model(settings: Settings, name: str, version: str) -> Any:
@@ -108,7 +110,7 @@ def _load_model(settings: Settings, name: str, version: str) -> Any:
 
 def load_champion(settings: Settings) -> Champion:
     """Resolve ``@champion`` now and load that exact version (the run then sticks to it)."""
-    name, version, run_id, threshold = _resolve_champion(settings)
+    name, version, run_id, threshold, _ = _resolve_champion(settings)
     return Champion(name, version, run_id, threshold, _load_model(settings, name, version))
 
 
@@ -290,6 +292,7 @@ def _manifest_metadata(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "model_name": spec["model_name"],
         "model_version": spec["model_version"],
+        "model_fitted_through": spec.get("model_fitted_through"),
         "scoring_run_id": spec["run_id"],
         "scored_at": spec["scored_at"],
     }
@@ -312,9 +315,15 @@ def plan_scoring(
             f"no validated partition for {day}: {lake.uri(partition_prefix(VALIDATED_TRANSACTIONS, day))}"
         )
     if champion is None:
-        name, version, model_run_id, threshold = _resolve_champion(settings)
+        name, version, model_run_id, threshold, fitted_through = _resolve_champion(settings)
     else:
         name, version, model_run_id, threshold = champion.name, champion.version, champion.run_id, champion.threshold
+        fitted_through = None
+    if fitted_through is not None and fitted_through >= day.isoformat():
+        log.warning(
+            "%s: %s v%s was fitted on days through %s, this day included: its realized quality will not be"
+            " measured on this day (in-sample)", day, name, version, fitted_through,
+        )  # fmt: skip
     rows = int(manifest["rows"])
     shards = max(1, min(math.ceil(rows / settings.scoring_shard_rows), settings.scoring_max_shards))
     buckets = max(1, math.ceil(rows / shards / max(1, settings.scoring_bucket_rows)))
@@ -331,6 +340,7 @@ def plan_scoring(
             "model_name": name,
             "model_version": str(version),
             "model_run_id": model_run_id,
+            "model_fitted_through": fitted_through,
             "threshold": float(threshold),
             "validated_rows": rows,
             "validated_version": manifest["version"],  # every shard must read this very version
