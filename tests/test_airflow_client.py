@@ -7,18 +7,31 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from training_lib import airflow_client
 from training_lib.airflow_client import AirflowApiError, AirflowClient
 
+CLIENT_TIMEOUT_S = 0.3
+SLOW_S = 0.6  # longer than the client waits
+
 
 class FakeAirflow(BaseHTTPRequestHandler):
     busy_answers = 0  # how many 503s the next backfill POST gets before it succeeds
     audit_failures = 0  # how many 500 "Database error"s (the audit-log INSERT lost the SQLite lock) first
     running_answers = 0  # how many 409s ("already a running backfill") before it succeeds
+    slow_answers = 0  # how many requests for runs answer only after the client gave up
+    runs: ClassVar[dict[str, dict]] = {}  # logical date -> run created by a manual trigger
     calls: ClassVar[list[str]] = []
+
+    def _slow(self) -> bool:
+        if FakeAirflow.slow_answers > 0:
+            FakeAirflow.slow_answers -= 1
+            threading.Event().wait(SLOW_S)  # time.sleep is patched away for the client
+            return True
+        return False
 
     def _answer(self, status: int, body: dict) -> None:
         raw = json.dumps(body).encode()
@@ -46,6 +59,25 @@ class FakeAirflow(BaseHTTPRequestHandler):
                 self._answer(409, {"detail": f"There is already a running backfill for dag {body['dag_id']}"})
             else:
                 self._answer(200, {"id": 1, "dag_id": body["dag_id"], "from_date": body["from_date"]})
+        elif self.path == "/api/v2/dags/d/dagRuns":
+            if body["logical_date"] in FakeAirflow.runs:
+                self._answer(409, {"detail": "DAG run with that logical date already exists"})
+                return
+            run = {"dag_run_id": f"manual__{len(FakeAirflow.runs)}", "logical_date": body["logical_date"]}
+            FakeAirflow.runs[body["logical_date"]] = run
+            if not self._slow():  # created, but the answer comes too late: lost
+                self._answer(200, run)
+        else:
+            self._answer(404, {"detail": "not found"})
+
+    def do_GET(self) -> None:
+        FakeAirflow.calls.append(f"GET {self.path}")
+        if self._slow():
+            return
+        if self.path.startswith("/api/v2/dags/d/dagRuns?"):
+            query = parse_qs(urlsplit(self.path).query)
+            runs = [run for day, run in FakeAirflow.runs.items() if day == query["logical_date_gte"][0]]
+            self._answer(200, {"dag_runs": runs, "total_entries": len(runs)})
         else:
             self._answer(404, {"detail": "not found"})
 
@@ -60,9 +92,10 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     FakeAirflow.calls = []
-    FakeAirflow.busy_answers = FakeAirflow.running_answers = FakeAirflow.audit_failures = 0
+    FakeAirflow.busy_answers = FakeAirflow.running_answers = FakeAirflow.audit_failures = FakeAirflow.slow_answers = 0
+    FakeAirflow.runs = {}
     try:
-        yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw")
+        yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw", timeout=CLIENT_TIMEOUT_S)
     finally:
         server.shutdown()
 
@@ -108,3 +141,31 @@ def test_a_backfill_that_stays_running_fails_after_the_wait(client: AirflowClien
     with pytest.raises(AirflowApiError, match="already a running backfill"):
         client.create_backfill("transactions_daily", "2026-02-03", "2026-02-03", wait_for_running_s=0)
     assert FakeAirflow.calls.count("POST /api/v2/backfills") == 1
+
+
+def test_a_slow_read_is_retried(client: AirflowClient) -> None:
+    FakeAirflow.runs = {"2026-01-02T00:00:00Z": {"dag_run_id": "manual__0"}}
+    FakeAirflow.slow_answers = 2
+    assert client.run_at("d", "2026-01-02T00:00:00Z") == {"dag_run_id": "manual__0"}
+    assert sum(call.startswith("GET /api/v2/dags/d/dagRuns?") for call in FakeAirflow.calls) == 3
+
+
+def test_a_read_that_stays_slow_fails_naming_the_call(client: AirflowClient) -> None:
+    FakeAirflow.slow_answers = 10
+    with pytest.raises(TimeoutError, match=r"GET /api/v2/dags/d/dagRuns\?.*no answer within 0s, 4 tries"):
+        client.run_at("d", "2026-01-02T00:00:00Z")
+
+
+def test_a_trigger_whose_answer_was_lost_returns_the_run_it_created(client: AirflowClient) -> None:
+    FakeAirflow.slow_answers = 1  # the first POST creates the run, then answers too late
+    run = client.trigger("d", logical_date="2026-01-02T00:00:00Z")
+    assert run["dag_run_id"] == "manual__0" and len(FakeAirflow.runs) == 1  # one run, not two
+    posts = [call for call in FakeAirflow.calls if call == "POST /api/v2/dags/d/dagRuns"]
+    assert len(posts) == 2
+
+
+def test_a_trigger_without_a_logical_date_is_never_repeated(client: AirflowClient) -> None:
+    FakeAirflow.slow_answers = 1
+    with pytest.raises(TimeoutError):
+        client.trigger("d", logical_date=None)
+    assert FakeAirflow.calls.count("POST /api/v2/dags/d/dagRuns") == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +36,9 @@ class AirflowClient:
     # ---- plumbing
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True, retries: int | None = None) -> Any:
         """One API call. A busy database (on SQLite while the scheduler writes: 503 "database is locked", or 500
-        "Database error" when the request's audit-log write loses the lock) is retried after a pause,
-        ``retries`` times (default: 3 for a GET, none otherwise)."""
+        "Database error" when the request's audit-log write loses the lock) and a server too slow to answer
+        within the timeout are retried after a pause, ``retries`` times (default: 3 for a GET, none otherwise:
+        only calls that are safe to repeat are retried)."""
         retries = (3 if method == "GET" else 0) if retries is None else retries
         for attempt in range(retries + 1):
             try:
@@ -44,7 +46,14 @@ class AirflowClient:
             except AirflowApiError as exc:
                 if not exc.database_busy or attempt == retries:
                     raise
-                time.sleep(min(2.0 * (attempt + 1), 10.0))
+            except (TimeoutError, urllib.error.URLError) as exc:
+                if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, TimeoutError):
+                    raise  # refused, unknown host: not a slow server
+                if attempt == retries:
+                    raise TimeoutError(
+                        f"{method} {path}: no answer within {self.timeout:.0f}s, {attempt + 1} tries"
+                    ) from exc
+            time.sleep(min(2.0 * (attempt + 1), 10.0))
         raise AssertionError("unreachable")
 
     def _request_once(self, method: str, path: str, body: Any, auth: bool) -> Any:
@@ -80,9 +89,24 @@ class AirflowClient:
         return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 
     def trigger(self, dag_id: str, conf: dict | None = None, logical_date: str | None = None) -> dict:
-        return self._request(
-            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}}
-        )
+        """A manual run. With a ``logical_date`` the call is safe to repeat (a DAG has one run per logical date):
+        a busy or slow API server is retried, and a run an unanswered attempt created is returned."""
+        path, body = f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}}
+        if logical_date is None:
+            return self._request("POST", path, body)
+        try:
+            return self._request("POST", path, body, retries=3)
+        except AirflowApiError as exc:
+            existing = self.run_at(dag_id, logical_date) if exc.status == 409 else None
+            if existing is None:
+                raise
+            return existing
+
+    def run_at(self, dag_id: str, logical_date: str) -> dict | None:
+        """The run of ``dag_id`` with this logical date (ISO, e.g. 2026-01-02T00:00:00Z), if there is one."""
+        query = urllib.parse.urlencode({"logical_date_gte": logical_date, "logical_date_lte": logical_date})
+        runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+        return runs[0] if runs else None
 
     def get_run(self, dag_id: str, run_id: str) -> dict:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
