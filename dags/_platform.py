@@ -12,7 +12,9 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue
 from training_lib.config import load_settings
 from training_lib.storage import AUDIT_REGISTRY, LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
 
-_BUCKET = load_settings().bucket
+_SETTINGS = load_settings()
+_BUCKET = _SETTINGS.bucket
+_POKE_S = _SETTINGS.sensor_poke_s
 
 # Asset names are URIs in the platform bucket's namespace (see README, Architecture).
 VALIDATED = Asset(name="validated_transactions", uri=f"s3://{_BUCKET}/{VALIDATED_TRANSACTIONS}")
@@ -58,7 +60,7 @@ def run_day() -> date:
 def validated_sensor(task_id: str):
     """A sensor task (reschedule mode) that waits until the day's validated transactions are published."""
 
-    @task.sensor(task_id=task_id, poke_interval=30, timeout=12 * 3600, mode="reschedule")
+    @task.sensor(task_id=task_id, poke_interval=_POKE_S, timeout=12 * 3600, mode="reschedule")
     def wait() -> PokeReturnValue:
         from training_lib.config import load_settings
         from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
@@ -74,7 +76,7 @@ def landing_sensor(dataset: str, task_id: str, *, after_transactions: bool = Fal
     """A sensor task (reschedule mode) that waits until files landed under ``<dataset>/dt=D/`` and, with
     ``after_transactions``, until the day's validated transactions are published too."""
 
-    @task.sensor(task_id=task_id, poke_interval=30, timeout=12 * 3600, mode="reschedule")
+    @task.sensor(task_id=task_id, poke_interval=_POKE_S, timeout=12 * 3600, mode="reschedule")
     def wait() -> PokeReturnValue:
         from training_lib.config import load_settings
         from training_lib.storage import VALIDATED_TRANSACTIONS, Lake

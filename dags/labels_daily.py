@@ -33,7 +33,7 @@ Labels arrive late: a chargeback confirms (or clears) a transaction days after i
    before the first model, never days after D); at `FRAUD_MIN_NEW_LABELS` or more it emits the
    **new_labels** Asset (extra: dt, count, since), which schedules `retrain`; otherwise it is skipped.
 
-Two days run at once, but day *D+1* is ingested only after day *D* is stored.
+Up to three days run at once, but day *D+1* is ingested only after day *D* is stored.
 """
 
 
@@ -42,7 +42,9 @@ Two days run at once, but day *D+1* is ingested only after day *D* is stored.
     schedule=NIGHTLY,
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=2,  # day D+1's sensor and ingestion overlap day D's count; ingestion stays in order
+    # day D+1's sensor and ingestion overlap day D's count (ingestion stays in order), and a run waiting in its
+    # sensor for files that have not landed yet never holds back a backfill or a manual day
+    max_active_runs=3,
     default_args=DEFAULT_ARGS,
     tags=["fraud", "ingestion", "labels"],
     params={"day": DAY_PARAM},

@@ -38,7 +38,7 @@ a backfill over a range of days, or by hand with the **Day to process** paramete
    the **drift_detected** Asset (extra: dt, share, columns), which schedules `retrain`; otherwise it
    is skipped (no event).
 
-Two days run at once (a backfill catches up faster), but day *D+1* is validated only after day *D* is
+Up to three days run at once (a backfill catches up faster), but day *D+1* is validated only after day *D* is
 published, so the duplicate check against earlier days is exact. Re-running a day replaces its
 partitions; nothing is duplicated.
 """
@@ -49,7 +49,9 @@ partitions; nothing is duplicated.
     schedule=NIGHTLY,
     start_date=START_DATE,
     catchup=False,
-    max_active_runs=2,  # day D+1 validates while day D's drift report runs; publishing stays in order
+    # day D+1 validates while day D's drift report runs (publishing stays in order), and a run waiting in its
+    # sensor for files that have not landed yet never holds back a backfill or a manual day
+    max_active_runs=3,
     default_args=DEFAULT_ARGS,
     tags=["fraud", "ingestion", "quality", "drift"],
     params={"day": DAY_PARAM},

@@ -1,22 +1,31 @@
-"""The demo: simulated days flow through the real Airflow scheduler, then a summary of what happened.
+"""The demo: simulated nights through the real Airflow scheduler, a fraud change the platform heals, a summary.
 
 ``python -m training_lib.demo`` (``make demo``) resets and starts the local stack with the demo's scenario
-settings, then replays the days one by one, the way nights follow each other:
+settings, then replays the days night by night, in the order real nights follow each other:
 
-1. the simulator lands the day's transactions and the labels confirmed that day in ``landing/``;
-2. a backfill of ``transactions_daily`` and of ``labels_daily`` for the day (quality gate, quarantine,
-   drift report; the ``drift_detected`` / ``new_labels`` Assets they emit start ``retrain`` on their own);
-3. the demo waits until ``retrain`` has no queued Asset events and no active run;
-4. once a champion exists, a backfill of ``batch_score`` for the day (its 02:00 run).
+1. the simulator lands the day's transactions and the labels confirmed that day in ``landing/``, and the
+   day's runs of ``transactions_daily`` and ``labels_daily`` are triggered (quality gate, quarantine, drift
+   report; the ``drift_detected`` / ``new_labels`` Assets they emit start ``retrain`` on their own);
+2. the demo waits until ``retrain`` has no queued Asset events and no active run, as the 02:00 scoring
+   comes after the night's retrains;
+3. once a champion exists, the day's ``batch_score`` run (its 02:00 run): predictions with the champion,
+   then realized quality of the days whose labels matured; a champion that got worse on them triggers a
+   retrain (``drift_detected``, reason ``performance``);
+4. the next night starts once the day's scoring has resolved its model, so no day is ever scored by a
+   model trained on it.
 
-Nothing here calls platform functions directly: every step is a DAG run scheduled by Airflow. The summary
-is read back from the lake, the registry's audit log and the Airflow API.
+From ``change_day`` the scenario's fraud changes (card testing: bursts of tiny online amounts, which the
+first champions never saw): realized PR-AUC falls, a retrain that has the change's matured labels learns it,
+the gate promotes it on days it was not fitted on, and the later days recover. Nothing here calls platform
+functions directly: every step is a DAG run scheduled by Airflow. The summary is read back from the lake,
+the registry's audit log and the Airflow API.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -32,43 +41,52 @@ from training_lib.storage import (
     LANDING_TRANSACTIONS,
     PREDICTIONS,
     REPORTS_DRIFT,
+    REPORTS_PERFORMANCE,
     REPORTS_QUALITY,
     REPORTS_SCORING,
+    VALIDATED_TRANSACTIONS,
     Lake,
     partition_prefix,
 )
 
 INGESTION_DAGS = ("transactions_daily", "labels_daily")
 DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")
+PLAN_TASK = "scoring.plan"  # once it finished, batch_score has resolved the model that scores the day
 DATA_DOCS = "data_docs/index.html"
 SCORING_TIME = "02:00:00"  # batch_score runs at 02:00 for the day that ended (its logical date)
 PROGRESS_EVERY_S = 15.0
 LINK_S = 7 * 24 * 3600  # validity of the report links printed in the summary
-POLL_S = 5.0  # the API server is shared with the tasks: poll gently
+POLL_S = 3.0  # the API server is shared with the tasks: poll gently
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """The scenario: how many days, how much traffic, when drift starts and which day has bad rows.
+    """The scenario: how many days, how much traffic, when fraud changes, which day has bad rows.
 
-    ``profile`` holds the platform settings the scenario needs (environment variable names): label delay and
-    retrain triggers sized to the demo's volume. The stack's processes run with them.
+    ``profile`` holds the platform settings the scenario needs (environment variable names): label delay,
+    retrain triggers and cooldowns sized to the demo's volume. The stack's processes run with them.
     """
 
     start: date
     days: int
     transactions_per_day: int
     customers: int
-    drift_day: int  # 1-based day from which amounts are inflated (the drift scenario)
+    change_day: int  # 1-based day from which card testing starts (the harmful change)
     incident_day: int  # 1-based day with malformed rows (the data-quality incident)
     profile: dict[str, str]
-    amount_inflation: float = 1.5
+    change_share: float = 0.008  # card-testing transactions per transaction, from change_day
+    drift_day: int | None = None  # 1-based day from which amounts are inflated (benign drift), if any
+    amount_inflation: float = 1.3
     incident_share: float = 0.02
     seed: int = 7
 
     @property
     def dates(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range(self.days)]
+
+    def day(self, number: int) -> date:
+        """The calendar day of a 1-based day number."""
+        return self.start + timedelta(days=number - 1)
 
     def simulation(self, label_delay_days: int) -> SimulationConfig:
         return SimulationConfig(
@@ -77,40 +95,48 @@ class DemoPlan:
             n_customers=self.customers,
             transactions_per_day=self.transactions_per_day,
             label_delay_days=label_delay_days,
-            amount_inflation_day=self.drift_day - 1,
+            new_fraud_pattern_day=self.change_day - 1,
+            new_fraud_pattern_share=self.change_share,
+            amount_inflation_day=None if self.drift_day is None else self.drift_day - 1,
             amount_inflation_factor=self.amount_inflation,
             quality_incident_day=self.incident_day - 1,
             quality_incident_share=self.incident_share,
         )
 
 
+_PROFILE = {
+    "FRAUD_LABEL_DELAY_DAYS": "1",
+    "FRAUD_RETRAIN_COOLDOWN_DAYS": "7",
+    "FRAUD_PERFORMANCE_COOLDOWN_DAYS": "2",
+    "FRAUD_PERFORMANCE_WINDOW_DAYS": "3",
+    "FRAUD_SENSOR_POKE_S": "3",
+}
 FULL = DemoPlan(
     start=date(2026, 1, 1),
-    days=30,
-    transactions_per_day=4000,
-    customers=2000,
-    drift_day=20,
-    incident_day=9,
+    days=22,
+    transactions_per_day=5000,
+    customers=2500,
+    change_day=11,
+    incident_day=4,
+    drift_day=18,
     profile={
-        "FRAUD_LABEL_DELAY_DAYS": "2",
-        "FRAUD_MIN_NEW_LABELS": "40000",  # ten days of labels
-        "FRAUD_TRAINING_WINDOW_DAYS": "14",
-        "FRAUD_RETRAIN_COOLDOWN_DAYS": "7",
+        **_PROFILE,
+        "FRAUD_MIN_NEW_LABELS": "35000",  # seven days of labels
+        "FRAUD_TRAINING_WINDOW_DAYS": "12",
         "FRAUD_DRIFT_REFERENCE_DAYS": "3",
     },
 )
 FAST = DemoPlan(
     start=date(2026, 1, 1),
-    days=6,
+    days=18,
     transactions_per_day=5000,
-    customers=1500,
-    drift_day=5,
+    customers=2500,
+    change_day=10,
     incident_day=3,
     profile={
-        "FRAUD_LABEL_DELAY_DAYS": "1",
-        "FRAUD_MIN_NEW_LABELS": "15000",  # three days of labels
-        "FRAUD_TRAINING_WINDOW_DAYS": "6",
-        "FRAUD_RETRAIN_COOLDOWN_DAYS": "1",
+        **_PROFILE,
+        "FRAUD_MIN_NEW_LABELS": "30000",  # six days of labels
+        "FRAUD_TRAINING_WINDOW_DAYS": "10",
         "FRAUD_DRIFT_REFERENCE_DAYS": "2",
     },
 )
@@ -126,15 +152,32 @@ class DemoFailed(RuntimeError):
 
 
 @dataclass
-class DayRecord:
-    """What happened to one simulated day: the final state of each DAG's run."""
+class Night:
+    """One simulated day: the run ids of its DAG runs and their final states."""
 
-    day: str
-    runs: dict[str, str] = field(default_factory=dict)
+    day: date
+    run_ids: dict[str, str] = field(default_factory=dict)  # dag_id -> run id
+    states: dict[str, str] = field(default_factory=dict)  # dag_id -> final state, once finished
+    published: bool = False  # its validated partition is in the lake
+    scored: bool | None = None  # decided when it is published: scored iff a champion exists then
+    planned: bool = False  # batch_score resolved its model (its plan task finished)
+    settled: bool = False  # its ingestion finished and, after that, no retrain was running or queued
+
+    def finished(self, *dag_ids: str) -> bool:
+        return all(dag_id in self.states for dag_id in dag_ids)
+
+
+def logical_date(dag_id: str, day: date) -> str:
+    """The logical date of the manual run that processes ``day`` (its data interval starts on ``day``).
+
+    A manual run's data interval is the last whole period before its logical date: 00:00 of the next day for
+    the ingestion DAGs, 02:00 of the next day for batch_score (its nightly run for the day that ended)."""
+    at = SCORING_TIME if dag_id == "batch_score" else "00:00:00"
+    return f"{(day + timedelta(days=1)).isoformat()}T{at}Z"
 
 
 class DemoDriver:
-    """Drives the DAGs day by day through the Airflow API and prints progress."""
+    """Drives the DAGs night by night through the Airflow API and prints progress."""
 
     def __init__(
         self,
@@ -151,25 +194,25 @@ class DemoDriver:
         self.lake = Lake(settings)
         self.simulator = Simulator(plan.simulation(settings.label_delay_days))
         self.timeout_s = timeout_s
-        self.records: dict[str, DayRecord] = {}
+        self.nights = [Night(day) for day in plan.dates]
+        self.retrains_seen: set[str] = set()
+        self.retrain_runs: list[dict] = []
+        self.scoring_from: date | None = None  # the first day a champion scored
+        self.started = time.monotonic()
 
     # ---- the replay
     def run(self) -> dict[str, Any]:
-        started = time.monotonic()
-        dates = self.plan.dates
-        first, last = dates[0].isoformat(), dates[-1].isoformat()
+        started = self.started = time.monotonic()
         for dag_id in DEMO_DAGS:
             self.client.wait_for_dag(dag_id, timeout=180)
             self.client.set_paused(dag_id, False)
-        self.echo(f"landing {len(dates)} days of transactions and labels in s3://{self.settings.bucket}/landing/ …")
-        for day in dates:
-            self.land(day)
-        self.echo(f"backfills: transactions_daily and labels_daily {first} .. {last}")
-        self.client.create_backfill("transactions_daily", first, last, max_active_runs=2)
-        self.client.create_backfill("labels_daily", first, last, max_active_runs=2)
+        self.echo(
+            f"replaying {self.plan.days} nights from {self.plan.start}: card testing from"
+            f" {self.plan.day(self.plan.change_day)}, labels {self.settings.label_delay_days} day(s) late"
+        )
         self.follow(started)
         summary = self.summary(time.monotonic() - started)
-        self.lake.put_json(f"reports/demo/{first}_{len(dates)}d.json", summary)
+        self.lake.put_json(f"reports/demo/{self.plan.start.isoformat()}_{self.plan.days}d.json", summary)
         return summary
 
     def land(self, day: date) -> None:
@@ -179,75 +222,112 @@ class DemoDriver:
         )
         self.lake.put_bytes(f"{partition_prefix(LANDING_LABELS, day)}/labels.csv", self.simulator.labels_csv_bytes(day))
 
+    def start(self, night: Night, dag_id: str) -> None:
+        run = self.client.trigger(dag_id, logical_date=logical_date(dag_id, night.day))
+        night.run_ids[dag_id] = run["dag_run_id"]
+
     def follow(self, started: float) -> None:
-        """Print each day, retrain and scoring as it finishes; start scoring once there is a champion."""
-        days = [d.isoformat() for d in self.plan.dates]
-        retrains_seen: set[str] = set()
-        scoring_days: list[str] | None = None
+        """One poll at a time: record finished runs, then start what the night order allows."""
         last_note = time.monotonic()
         while True:
-            runs = {dag_id: self.client.backfill_runs(dag_id, days) for dag_id in INGESTION_DAGS}
-            states = {dag_id: {r["logical_date"][:10]: r for r in found} for dag_id, found in runs.items()}
-            for day in days:
-                finished = [states[dag_id].get(day) for dag_id in INGESTION_DAGS]
-                if self.done(day, INGESTION_DAGS[0]) or not all(
-                    r and r["state"] in TERMINAL_RUN_STATES for r in finished
-                ):
-                    continue
-                record = self.records.setdefault(day, DayRecord(day))
-                record.runs.update({dag: run["state"] for dag, run in zip(INGESTION_DAGS, finished, strict=True)})
-                self.echo(f"[{day}] {self.describe_ingestion(date.fromisoformat(day), record)}")
-                self.raise_on_failure(INGESTION_DAGS, finished)
-            retrain_runs = self.client.list_runs("retrain")
-            retrained = False
-            for run in sorted(retrain_runs, key=lambda r: r["run_after"]):
-                if run["state"] in TERMINAL_RUN_STATES and run["dag_run_id"] not in retrains_seen:
-                    retrains_seen.add(run["dag_run_id"])
-                    retrained = True
-                    self.echo(f"[retrain] {self.describe_retrain(run)}")
-            # a first champion can only appear when a retrain finished: read the audit log only then
-            if scoring_days is None and retrained and (start := self.scoring_start()) is not None:
-                scoring_days = [day for day in days if day >= start.isoformat()]
-                if scoring_days:
-                    self.echo(
-                        f"backfill: batch_score {scoring_days[0]} .. {scoring_days[-1]} (from the first champion's day)"
-                    )
-                    self.client.create_backfill(
-                        "batch_score", scoring_days[0], scoring_days[-1], max_active_runs=2, at=SCORING_TIME
-                    )
-            scored = {r["logical_date"][:10]: r for r in self.client.backfill_runs("batch_score", scoring_days or [])}
-            for day in scoring_days or []:
-                run = scored.get(day)
-                if self.done(day, "batch_score") or not run or run["state"] not in TERMINAL_RUN_STATES:
-                    continue
-                self.records.setdefault(day, DayRecord(day)).runs["batch_score"] = run["state"]
-                self.echo(f"[{day}] {self.describe_scoring(date.fromisoformat(day), run['state'])}")
-                self.raise_on_failure(["batch_score"], [run])
-            ingested = all(self.done(day, INGESTION_DAGS[0]) for day in days)
-            retrain_busy = bool(self.client.queued_asset_events("retrain")) or any(
-                run["state"] not in TERMINAL_RUN_STATES for run in retrain_runs
-            )
-            scoring_done = all(self.done(day, "batch_score") for day in scoring_days or [])
-            if ingested and not retrain_busy and scoring_done and (scoring_days is not None or not retrains_seen):
+            self.poll_runs()
+            retrain_busy = self.poll_retrains()
+            for night in self.nights:
+                night.settled = night.settled or (night.finished(*INGESTION_DAGS) and not retrain_busy)
+            if self.advance(retrain_busy):
+                continue  # something started: look again before sleeping
+            if self.done() and not retrain_busy:
                 return
             if time.monotonic() - started > self.timeout_s:
                 raise TimeoutError(f"the demo did not finish within {self.timeout_s:.0f}s")
             if time.monotonic() - last_note > PROGRESS_EVERY_S:
-                self.echo(self.progress(days, retrain_runs, scoring_days, started))
+                self.echo(self.progress(started))
                 last_note = time.monotonic()
             time.sleep(POLL_S)
 
-    def done(self, day: str, dag_id: str) -> bool:
-        """Whether the run of ``dag_id`` for ``day`` has finished and been reported."""
-        return dag_id in self.records.get(day, DayRecord(day)).runs
+    def poll_runs(self) -> None:
+        for night in self.nights:
+            if night.run_ids and not night.published:
+                night.published = self.lake.partition_exists(VALIDATED_TRANSACTIONS, night.day)
+                if night.published:
+                    night.scored = self.champion_version() is not None
+            for dag_id, run_id in night.run_ids.items():
+                if dag_id in night.states:
+                    continue
+                run = self.client.get_run(dag_id, run_id)
+                if dag_id == "batch_score" and not night.planned:
+                    night.planned = run["state"] in TERMINAL_RUN_STATES or self.task_done(dag_id, run_id, PLAN_TASK)
+                if run["state"] not in TERMINAL_RUN_STATES:
+                    continue
+                night.states[dag_id] = run["state"]
+                self.raise_on_failure([dag_id], [run])
+                if dag_id == "batch_score":
+                    self.echo(f"{self.clock()} [{night.day}] {self.describe_scoring(night.day, run['state'])}")
+                elif night.finished(*INGESTION_DAGS):
+                    self.echo(f"{self.clock()} [{night.day}] {self.describe_ingestion(night)}")
 
-    def scoring_start(self) -> date | None:
-        """The data day of the first promotion: scoring starts there (no model, nothing to score before)."""
-        for entry in self.history():
-            if entry["kind"] == "promotion":
-                data_day = (entry.get("evaluation") or {}).get("data_day")
-                return date.fromisoformat(data_day) if data_day else self.plan.dates[0]
-        return None
+    def clock(self) -> str:
+        """Seconds since the replay started, as a prefix of the progress lines."""
+        return f"{time.monotonic() - self.started:5.0f}s"
+
+    def task_done(self, dag_id: str, run_id: str, task_id: str) -> bool:
+        states = {ti["task_id"]: ti["state"] for ti in self.client.task_instances(dag_id, run_id)}
+        return states.get(task_id) == "success"
+
+    def poll_retrains(self) -> bool:
+        """Report finished retrains; True while one runs or Asset events wait to start one."""
+        runs = self.client.list_runs("retrain")
+        for run in sorted(runs, key=lambda r: r["run_after"]):
+            if run["state"] in TERMINAL_RUN_STATES and run["dag_run_id"] not in self.retrains_seen:
+                self.retrains_seen.add(run["dag_run_id"])
+                self.echo(f"{self.clock()} [retrain] {self.describe_retrain(run)}")
+        self.retrain_runs = runs
+        return any(r["state"] not in TERMINAL_RUN_STATES for r in runs) or bool(
+            self.client.queued_asset_events("retrain")
+        )
+
+    def advance(self, retrain_busy: bool) -> bool:
+        """Start the next run the night order allows; True when one started.
+
+        Once day D is published its labels are ingested and, when a champion existed at that moment, it is
+        scored. Day D+1 lands once D's scoring has started and the retrains the nights before D triggered have
+        finished: a retrain may overlap one night, as a slow one would, never more. Before the first champion
+        the next day lands as soon as the day is published and no retrain runs, so that scoring starts right
+        after the first model.
+        A retrain answers a day of data no later than the newest landed one, so no day is ever scored by a
+        model fitted on it (and ``monitoring`` would not measure one that was: in-sample)."""
+        for index, night in enumerate(self.nights):
+            if not night.run_ids:  # the next day to land
+                previous = self.nights[index - 1] if index else None
+                before = self.nights[index - 2] if index > 1 else None
+                if previous is None:
+                    ready = True
+                elif previous.scored:
+                    ready = "batch_score" in previous.run_ids and (before is None or before.settled)
+                else:  # no champion yet: nothing to score, only the first retrain to wait for
+                    ready = previous.published and not retrain_busy
+                if ready:
+                    self.land(night.day)
+                    self.start(night, "transactions_daily")
+                return ready
+            if not night.published:
+                return False
+            if "labels_daily" not in night.run_ids:
+                self.start(night, "labels_daily")  # its sensor finds the day's validated partition at once
+                return True
+            if night.scored and "batch_score" not in night.run_ids:
+                if self.scoring_from is None:
+                    self.scoring_from = night.day
+                    self.echo(f"a champion exists: batch_score runs every night from {night.day}")
+                self.start(night, "batch_score")
+                return True
+        return False
+
+    def done(self) -> bool:
+        return all(
+            night.run_ids and night.finished(*INGESTION_DAGS) and (not night.scored or night.finished("batch_score"))
+            for night in self.nights
+        )
 
     def raise_on_failure(self, dag_ids: Sequence[str], runs: Sequence[dict]) -> None:
         for dag_id, run in zip(dag_ids, runs, strict=True):
@@ -259,23 +339,18 @@ class DemoDriver:
                     f" {self.settings.airflow_api_url}/dags/{dag_id}/runs/{run['dag_run_id']}"
                 )
 
-    def progress(
-        self, days: list[str], retrain_runs: list[dict], scoring_days: list[str] | None, started: float
-    ) -> str:
-        ingested = sum(1 for day in days if self.done(day, INGESTION_DAGS[0]))
-        active = [r for r in retrain_runs if r["state"] not in TERMINAL_RUN_STATES]
+    def progress(self, started: float) -> str:
+        ingested = sum(1 for night in self.nights if night.finished(*INGESTION_DAGS))
+        scored = sum(1 for night in self.nights if night.finished("batch_score"))
+        active = [r for r in self.retrain_runs if r["state"] not in TERMINAL_RUN_STATES]
         retrain = "idle"
         if active:
             tasks = self.client.task_instances("retrain", active[0]["dag_run_id"])
             busy = [ti["task_id"] for ti in tasks if ti["state"] in {"running", "queued"}]
             retrain = f"running ({', '.join(busy) or active[0]['state']})"
-        scoring = (
-            "waiting for a champion"
-            if scoring_days is None
-            else (f"{sum(1 for day in scoring_days if self.done(day, 'batch_score'))}/{len(scoring_days)} days")
-        )
+        scoring = "waiting for a champion" if self.scoring_from is None else f"{scored} days scored"
         return (
-            f"  … {time.monotonic() - started:.0f}s: ingested {ingested}/{len(days)} days · retrain {retrain}"
+            f"  … {time.monotonic() - started:.0f}s: ingested {ingested}/{len(self.nights)} days · retrain {retrain}"
             f" · batch_score {scoring}"
         )
 
@@ -289,19 +364,20 @@ class DemoDriver:
     def report(self, prefix: str, day: date) -> dict[str, Any] | None:
         return self.lake.get_json(self.lake.report_key(prefix, day, "summary.json"), missing_ok=True)
 
-    def describe_ingestion(self, day: date, record: DayRecord) -> str:
+    def describe_ingestion(self, night: Night) -> str:
+        day = night.day
         quality = self.report(REPORTS_QUALITY, day) or {}
         drift = self.report(REPORTS_DRIFT, day) or {}
         labels = self.lake.partition_manifest(LABELS, day) or {}
         text = (
-            f"transactions_daily {record.runs['transactions_daily']}: {quality.get('validated', 0):,} validated,"
+            f"transactions_daily {night.states['transactions_daily']}: {quality.get('validated', 0):,} validated,"
             f" {quality.get('quarantined', 0):,} quarantined"
         )
         if drift.get("drift_detected"):
             text += f" · DRIFT {drift['share']:.2f} ({', '.join(drift['drifted_columns'])}) → drift_detected"
         elif drift.get("status") == "computed":
             text += f" · drift {drift['share']:.2f}"
-        return text + f" · labels_daily {record.runs['labels_daily']}: {labels.get('rows', 0):,} labels"
+        return text + f" · labels_daily {night.states['labels_daily']}: {labels.get('rows', 0):,} labels"
 
     def describe_retrain(self, run: dict) -> str:
         tasks = {ti["task_id"]: ti["state"] for ti in self.client.task_instances("retrain", run["dag_run_id"])}
@@ -314,14 +390,20 @@ class DemoDriver:
         )
         if entry is None:
             return f"retrain ({trigger}) {run['state']}: no decision recorded"
-        return f"retrain ({trigger}) {run['state']}: {describe_decision(entry)}"
+        because = (entry.get("evaluation") or {}).get("trigger", "")
+        return f"retrain ({trigger}) {run['state']}: {describe_decision(entry)} ← {because}"
 
     def describe_scoring(self, day: date, state: str) -> str:
         scoring = self.report(REPORTS_SCORING, day) or {}
-        return (
+        text = (
             f"batch_score {state}: {scoring.get('rows', 0):,} predictions,"
             f" {scoring.get('alerts', 0)} alerts, model v{scoring.get('model_version', '?')}"
         )
+        matured = day - timedelta(days=self.settings.label_delay_days)  # its labels completed tonight
+        realized = self.report(REPORTS_PERFORMANCE, matured) or {}
+        if realized.get("pr_auc") is not None:
+            text += f" · realized PR-AUC of {matured}: {realized['pr_auc']:.2f} (v{realized.get('model_version')})"
+        return text
 
     def history(self) -> list[dict[str, Any]]:
         from training_lib.registry import Registry
@@ -331,16 +413,17 @@ class DemoDriver:
     def summary(self, seconds: float) -> dict[str, Any]:
         """Everything the demo did, read back from the lake, the audit log and the Airflow API."""
         days = []
-        for day in self.plan.dates:
-            record = self.records.get(day.isoformat(), DayRecord(day.isoformat()))
+        for night in self.nights:
+            day = night.day
             quality = self.report(REPORTS_QUALITY, day) or {}
             drift = self.report(REPORTS_DRIFT, day) or {}
             predictions = self.lake.partition_manifest(PREDICTIONS, day) or {}
             scoring = self.report(REPORTS_SCORING, day) or {}
+            realized = self.report(REPORTS_PERFORMANCE, day) or {}
             days.append(
                 {
-                    "day": record.day,
-                    "runs": record.runs,
+                    "day": day.isoformat(),
+                    "runs": night.states,
                     "rows_in": quality.get("rows_in", 0),
                     "validated": quality.get("validated", 0),
                     "quarantined": quality.get("quarantined", 0),
@@ -351,9 +434,11 @@ class DemoDriver:
                     "labels": (self.lake.partition_manifest(LABELS, day) or {}).get("rows", 0),
                     "predictions": predictions.get("rows", 0),
                     "scored_by_version": scoring.get("model_version"),
+                    "realized_pr_auc": realized.get("pr_auc"),
+                    "realized_frauds": realized.get("frauds"),
                 }
             )
-        retrain_runs = self.client.list_runs("retrain")
+        registry = self.history()
         settings = self.settings
         drift_days = [d["day"] for d in days if d["drift_detected"]]
         drift_day = date.fromisoformat(drift_days[-1]) if drift_days else self.plan.dates[-1]
@@ -364,10 +449,11 @@ class DemoDriver:
             "days": days,
             "retrain_runs": [
                 {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
-                for r in sorted(retrain_runs, key=lambda r: r["run_after"])
+                for r in sorted(self.client.list_runs("retrain"), key=lambda r: r["run_after"])
             ],
-            "registry": self.history(),
+            "registry": registry,
             "champion": self.champion_version(),
+            "recovery": recovery(days, registry, self.plan.day(self.plan.change_day)),
             "links": {
                 "airflow": settings.airflow_api_url,
                 "mlflow_model": f"{settings.mlflow_tracking_uri}/#/models/{settings.model_name}",
@@ -380,12 +466,57 @@ class DemoDriver:
         }
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def recovery(days: list[dict[str, Any]], registry: list[dict[str, Any]], change: date) -> dict[str, Any]:
+    """Realized PR-AUC before the change, on the broken days, and after the promotion that healed it.
+
+    The healing promotion is the first one whose data day is on or after the change. Broken days: days from
+    the change on that a champion from before that promotion scored; healed days: days scored by it or by a
+    later champion. Only days whose labels matured (realized PR-AUC computed) count."""
+    promotions = [e for e in registry if e["kind"] == "promotion"]
+    healing = next(
+        (e for e in promotions if ((e.get("evaluation") or {}).get("data_day") or "") >= change.isoformat()), None
+    )
+    later = {e["champion_version"] for e in promotions[promotions.index(healing) :]} if healing else set()
+    measured = [d for d in days if d["realized_pr_auc"] is not None and d["scored_by_version"]]
+    before = [d for d in measured if d["day"] < change.isoformat()]
+    broken = [d for d in measured if d["day"] >= change.isoformat() and d["scored_by_version"] not in later]
+    healed = [d for d in measured if d["scored_by_version"] in later]
+    return {
+        "change_day": change.isoformat(),
+        "promotion": None
+        if healing is None
+        else {
+            "version": healing["champion_version"],
+            "previous": healing.get("previous_champion_version"),
+            "data_day": healing["evaluation"].get("data_day"),
+            "trigger": healing["evaluation"].get("trigger"),
+            "challenger_pr_auc": healing.get("challenger_pr_auc"),
+            "champion_pr_auc": healing.get("champion_pr_auc"),
+        },
+        "before": {"days": [d["day"] for d in before], "mean_pr_auc": _mean([d["realized_pr_auc"] for d in before])},
+        "broken": {"days": [d["day"] for d in broken], "mean_pr_auc": _mean([d["realized_pr_auc"] for d in broken])},
+        "healed": {"days": [d["day"] for d in healed], "mean_pr_auc": _mean([d["realized_pr_auc"] for d in healed])},
+    }
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
 def describe_decision(entry: dict[str, Any]) -> str:
-    challenger = entry.get("challenger_pr_auc")
-    champion = entry.get("champion_pr_auc")
-    versus = f" vs champion v{entry['previous_champion_version']} {champion:.3f}" if champion is not None else ""
+    challenger, champion = _number(entry.get("challenger_pr_auc")), _number(entry.get("champion_pr_auc"))
     verb = "promoted" if entry["kind"] == "promotion" else "rejected"
-    return f"v{entry['candidate_version']} {verb} (PR-AUC {challenger:.3f}{versus})"
+    scores = f"PR-AUC {challenger:.3f}" if challenger is not None else "no PR-AUC"
+    if champion is not None:
+        scores += f" vs champion v{entry['previous_champion_version']} {champion:.3f}"
+    elif entry.get("previous_champion_version"):
+        scores += f"; {entry.get('reason', '')}"
+    window = (entry.get("evaluation") or {}).get("window")
+    return f"v{entry['candidate_version']} {verb} ({scores}{f' on {window}' if window else ''})"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -395,16 +526,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         "",
         f"== Demo summary: {len(days)} days replayed in {summary['seconds'] / 60:.1f} min",
         "",
-        f"{'day':<12}{'rows':>8}{'valid':>8}{'quar.':>7}  {'drift':<16}{'labels':>8}{'preds':>8}  model",
+        f"{'day':<12}{'rows':>7}{'valid':>7}{'quar.':>6}  {'drift':<12}{'labels':>7}{'preds':>7}  {'model':<6}"
+        f"{'PR-AUC':>7}",
     ]
     for d in days:
         drift = (
             "—" if d["drift_share"] is None else f"{d['drift_share']:.2f}" + (" DRIFT" if d["drift_detected"] else "")
         )
         model = f"v{d['scored_by_version']}" if d["scored_by_version"] else "—"
+        realized = "" if d.get("realized_pr_auc") is None else f"{d['realized_pr_auc']:.2f}"
         lines.append(
-            f"{d['day']:<12}{d['rows_in']:>8,}{d['validated']:>8,}{d['quarantined']:>7,}  {drift:<16}"
-            f"{d['labels']:>8,}{d['predictions']:>8,}  {model}"
+            f"{d['day']:<12}{d['rows_in']:>7,}{d['validated']:>7,}{d['quarantined']:>6,}  {drift:<12}"
+            f"{d['labels']:>7,}{d['predictions']:>7,}  {model:<6}{realized:>7}"
         )
     total_in = sum(d["rows_in"] for d in days)
     quarantined = sum(d["quarantined"] for d in days)
@@ -431,6 +564,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"champion history: {history or 'no champion'}; champion now: v{summary['champion']}")
     scored = [d for d in days if d["predictions"]]
     lines.append(f"predictions: {len(scored)} days scored, {sum(d['predictions'] for d in scored):,} rows")
+    lines += _recovery_lines(summary.get("recovery"))
     links = summary["links"]
     lines += [
         "",
@@ -440,6 +574,35 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"latest quality report: {links['latest_quality_report']}",
     ]
     return "\n".join(lines)
+
+
+def _recovery_lines(recovery: dict[str, Any] | None) -> list[str]:
+    if not recovery:
+        return []
+
+    def part(name: str) -> str:
+        stats = recovery[name]
+        mean = stats["mean_pr_auc"]
+        return f"{'n/a' if mean is None else f'{mean:.3f}'} ({len(stats['days'])} days)"
+
+    promotion = recovery["promotion"]
+    labels = {
+        "before": "before the change",
+        "broken": "broken (scored by the earlier champion)",
+        "healed": f"after v{promotion['version']} was promoted" if promotion else "",
+    }
+    lines = ["", f"fraud changed on {recovery['change_day']} (card testing): realized PR-AUC of the scored days"]
+    for name in ("before", "broken"):
+        lines.append(f"  {labels[name]:<42}: {part(name)}")
+    if promotion is None:
+        lines.append("  no promotion after the change: the loop did not close")
+        return lines
+    lines.append(f"  {labels['healed']:<42}: {part('healed')}")
+    lines.append(
+        f"  v{promotion['version']} replaced v{promotion['previous']} on data day {promotion['data_day']},"
+        f" triggered by {promotion['trigger']}"
+    )
+    return lines
 
 
 def _parser() -> argparse.ArgumentParser:
