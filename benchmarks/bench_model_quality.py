@@ -204,8 +204,8 @@ def main() -> None:
     }
     for label, value in rows.items():
         print(f"  {label:50s} PR-AUC {value:.3f} on days 35..44")
-    gap = rows["a plain whole-window fit (300 trees, no search)"] - rows["the whole window (the registered refit)"]
-    print(f"  registered refit vs the plain whole-window fit: {gap:+.3f} (goal: within 0.03)")
+    gap = rows["the whole window (the registered refit)"] - rows["a plain whole-window fit (300 trees, no search)"]
+    print(f"  registered refit minus the plain whole-window fit: {gap:+.3f} (goal: no worse than -0.03)")
     print(f"\n{time.perf_counter() - began:.0f}s in all")
 
 

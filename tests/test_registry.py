@@ -27,6 +27,7 @@ from training_lib.registry import (
     RegistryError,
     VersionNotFound,
     decide,
+    gate_decision,
 )
 from training_lib.storage import AUDIT_REGISTRY, Lake, LakeError, ensure_bucket
 
@@ -196,6 +197,20 @@ def test_decide(challenger: float, champion: float | None, promote: bool, reason
     assert reason_part in decision.reason
     assert (decision.floor, decision.margin) == (FLOOR, MARGIN)
     assert decision.champion_pr_auc is champion or (champion is not None and math.isnan(champion))
+
+
+def test_gate_decision_without_a_comparable_day_keeps_the_champion() -> None:
+    comparable = {"candidate_pr_auc": 0.9, "champion_pr_auc": 0.7, "champion_version": "1", "comparable": True}
+    assert gate_decision(comparable, floor=FLOOR, margin=MARGIN).promote
+    none_unseen = {**comparable, "champion_pr_auc": None, "comparable": False, "champion_fitted_through": "2024-03-07"}
+    decision = gate_decision(none_unseen, floor=FLOOR, margin=MARGIN)
+    assert not decision.promote and math.isnan(decision.champion_pr_auc)
+    assert "no matured day after version 1's training window (through 2024-03-07)" in decision.reason
+    # consistent with the gate on its own numbers, as record_decision checks
+    assert decide(decision.challenger_pr_auc, decision.champion_pr_auc, floor=FLOOR, margin=MARGIN).promote is False
+    first = {"candidate_pr_auc": None, "champion_pr_auc": None, "champion_version": None, "comparable": False}
+    assert gate_decision(first, floor=FLOOR, margin=MARGIN).champion_pr_auc is None  # no champion to compare with
+    assert gate_decision({**first, "candidate_pr_auc": 0.6, "comparable": True}, floor=FLOOR, margin=MARGIN).promote
 
 
 def test_decide_accepts_numpy_scalars() -> None:

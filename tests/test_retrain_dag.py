@@ -1,8 +1,9 @@
 """retrain and rollback_model through the real scheduler, MLflow server and S3 (local stack).
 
 Twelve simulated, labelled days are published to the lake; then, in order:
-1. a forced manual retrain: the first model clears the floor and becomes champion;
-2. a deliberately worse challenger (3-day window: trained on one day) is rejected;
+1. a forced manual retrain: the first model clears the floor and becomes champion (its refit saw all twelve);
+2. three more days arrive; a deliberately worse challenger (3-day window: its evaluation fit learnt from two
+   days) is compared with the champion on the newest day, which neither was fitted on, and rejected;
 3. a drift_detected Asset event starts retrain on its own, which the cooldown skips;
 4. rollback_model to an explicit version, then back to the previous champion (default target).
 """
@@ -21,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 START = date(2026, 3, 1)
 DAYS = [START + timedelta(days=i) for i in range(12)]
+LATER = [START + timedelta(days=i) for i in range(12, 15)]  # published after the first champion
 STACK_SETTINGS = {
     "FRAUD_TRAINING_WINDOW_DAYS": "10",
     "FRAUD_RETRAIN_COOLDOWN_DAYS": "3",
@@ -71,7 +73,8 @@ def first_retrain(local_stack, seeded) -> dict:
 
 
 @pytest.fixture(scope="module")
-def worse_retrain(local_stack, first_retrain) -> dict:
+def worse_retrain(local_stack, seeded, first_retrain) -> dict:
+    publish_validated_days(seeded, Simulator(SIMULATION), LATER, labelled=LATER)
     return _run(local_stack.airflow(), "retrain", {"force": True, "window_days": 3})
 
 
@@ -101,6 +104,17 @@ def test_the_version_carries_metrics_plots_threshold_and_reference(local_stack, 
     assert {"plots", "drift_reference", "features.json", "dataset.json"} <= artifacts
     plots = {a.path for a in client.list_artifacts(version.run_id, "plots")}
     assert plots == {f"plots/{n}.png" for n in ("pr_curve", "roc_curve", "confusion_matrix", "feature_importance")}
+    # both fits recorded: the registered refit saw the whole window, the evaluation fit was scored on the test days
+    assert "fits.json" in artifacts and run.data.tags["registered_fit"] == "refit"
+    assert version.tags["training_window"] == f"{DAYS[2]}..{DAYS[-1]}" == run.data.tags["fit.refit.fitted_on"]
+    evaluation = client.get_run(version.tags["evaluation_run_id"])
+    assert evaluation.data.tags["fit"] == "evaluation" and evaluation.info.status == "FINISHED"
+    assert evaluation.data.tags["evaluated_on"] == version.tags["test_window"]
+    assert evaluation.data.tags["fitted_on"].split("..")[1] < version.tags["test_window"].split("..")[0]
+    assert evaluation.data.metrics["test_pr_auc"] == run.data.metrics["test_pr_auc"]
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    fits = [child.data.tags["fit"] for child in children]
+    assert sorted(set(fits)) == ["baseline", "evaluation", "search"] and fits.count("search") >= 3
 
 
 def test_a_worse_challenger_is_rejected(local_stack, worse_retrain) -> None:
@@ -111,6 +125,10 @@ def test_a_worse_challenger_is_rejected(local_stack, worse_retrain) -> None:
     assert entry["kind"] == "rejection" and entry["candidate_version"] == "2"
     assert entry["challenger_pr_auc"] < entry["champion_pr_auc"] + entry["margin"]
     assert entry["evaluation"]["champion_version"] == "1"
+    # compared on the newest day: after the champion's window, and never seen by the challenger's evaluation fit
+    assert entry["evaluation"]["days"] == [LATER[-1].isoformat()]
+    assert entry["evaluation"]["champion_fitted_through"] == DAYS[-1].isoformat()
+    assert entry["evaluation"]["candidate_fitted_through"] == LATER[-2].isoformat()
 
 
 def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_stack, worse_retrain) -> None:
