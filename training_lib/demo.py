@@ -74,7 +74,7 @@ class DemoPlan:
     change_day: int  # 1-based day from which card testing starts (the harmful change)
     incident_day: int  # 1-based day with malformed rows (the data-quality incident)
     profile: dict[str, str]
-    change_share: float = 0.008  # card-testing transactions per transaction, from change_day
+    change_share: float = 0.006  # card-testing transactions per transaction, from change_day
     drift_day: int | None = None  # 1-based day from which amounts are inflated (benign drift), if any
     amount_inflation: float = 1.3
     incident_share: float = 0.02
@@ -113,15 +113,16 @@ _PROFILE = {
 }
 FULL = DemoPlan(
     start=date(2026, 1, 1),
-    days=22,
-    transactions_per_day=5000,
-    customers=2500,
+    days=20,
+    transactions_per_day=8000,
+    customers=4000,
     change_day=11,
     incident_day=4,
-    drift_day=18,
+    drift_day=17,
+    amount_inflation=1.5,
     profile={
         **_PROFILE,
-        "FRAUD_MIN_NEW_LABELS": "35000",  # seven days of labels
+        "FRAUD_MIN_NEW_LABELS": "56000",  # seven days of labels
         "FRAUD_TRAINING_WINDOW_DAYS": "12",
         "FRAUD_DRIFT_REFERENCE_DAYS": "3",
     },
@@ -129,13 +130,13 @@ FULL = DemoPlan(
 FAST = DemoPlan(
     start=date(2026, 1, 1),
     days=18,
-    transactions_per_day=5000,
-    customers=2500,
+    transactions_per_day=8000,
+    customers=4000,
     change_day=10,
     incident_day=3,
     profile={
         **_PROFILE,
-        "FRAUD_MIN_NEW_LABELS": "30000",  # six days of labels
+        "FRAUD_MIN_NEW_LABELS": "48000",  # six days of labels
         "FRAUD_TRAINING_WINDOW_DAYS": "10",
         "FRAUD_DRIFT_REFERENCE_DAYS": "2",
     },
