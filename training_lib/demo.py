@@ -574,7 +574,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"latest drift report  : {links['latest_drift_report']}",
         f"latest quality report: {links['latest_quality_report']}",
     ]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _recovery_lines(recovery: dict[str, Any] | None) -> list[str]:
