@@ -114,15 +114,15 @@ def batch_score():
         @task(outlets=[DRIFT_DETECTED])
         def signal_retrain(results: list[dict], *, outlet_events=None) -> dict:
             from training_lib.config import load_settings
-            from training_lib.monitoring import degraded_check, performance_trigger
+            from training_lib.monitoring import performance_trigger
             from training_lib.notify import notifier_from_settings
 
             settings = load_settings()
-            extra, why = performance_trigger(settings, run_day(), [r["day"] for r in results])
+            extra, notification, why = performance_trigger(settings, run_day(), [r["day"] for r in results])
             print(why)
             if extra is None:
                 raise AirflowSkipException(why)
-            notifier_from_settings(settings).send(degraded_check({**extra, "degraded": True, "reason": why}))
+            notifier_from_settings(settings).send(notification)
             outlet_events[DRIFT_DETECTED].extra = extra
             return extra
 

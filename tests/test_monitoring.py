@@ -251,3 +251,23 @@ def test_days_of_other_versions_and_unmeasured_days_never_count() -> None:
     assert status["status"] == "too_few_days" and status["days"] == ["2026-01-04", "2026-01-09"]
     assert status["degraded"] is False
     assert judge(summaries, window_days=2)["pr_auc"] == pytest.approx(0.775)
+
+
+def test_a_degraded_champion_triggers_once_per_newly_matured_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training_lib import monitoring
+
+    settings = load_settings({})
+    status = judge([performance(9, "2", 0.5), performance(8, "2", 0.5), performance(7, "2", 0.5)])
+    monkeypatch.setattr(monitoring, "champion_performance", lambda *_args: status)
+    today = date(2026, 1, 10)
+    extra, notification, why = monitoring.performance_trigger(settings, today, ["2026-01-09"])
+    assert extra == {"dt": "2026-01-10", "reason": "performance", "pr_auc": 0.5, "reference": 0.8, "version": "2",
+                     "days": ["2026-01-07", "2026-01-08", "2026-01-09"], "columns": []}  # fmt: skip
+    assert notification.severity == "warning" and "v2" in notification.subject and "below its evidence" in why
+    # the same judgement the next night, with no new matured day of version 2: no second trigger
+    assert monitoring.performance_trigger(settings, today, ["2026-01-05"])[:2] == (None, None)
+    assert monitoring.performance_trigger(settings, today, [])[:2] == (None, None)
+    healthy = judge([performance(9, "2", 0.78), performance(8, "2", 0.8), performance(7, "2", 0.79)])
+    monkeypatch.setattr(monitoring, "champion_performance", lambda *_args: healthy)
+    extra, notification, why = monitoring.performance_trigger(settings, today, ["2026-01-09"])
+    assert (extra, notification) == (None, None) and "within tolerance" in why

@@ -281,24 +281,24 @@ def degraded_check(status: dict[str, Any] | None) -> Notification | None:
 
 def performance_trigger(
     settings: Settings, today: date, newly_computed: list[str], lake: Lake | None = None
-) -> tuple[dict[str, Any] | None, str]:
-    """(extra of the ``drift_detected`` event to emit, or None; why). Emits only when the champion is degraded
-    and one of the days it is judged on matured in this run, so a judgement triggers once, not every night."""
+) -> tuple[dict[str, Any] | None, Notification | None, str]:
+    """(extra of the ``drift_detected`` event to emit, the notification to send, or None and None; why).
+
+    Emits only when the champion is degraded and one of the days it is judged on matured in this run, so a
+    judgement triggers once, not every night."""
     from training_lib.train import PERFORMANCE
 
     status = champion_performance(settings, today, lake)
     if status is None:
-        return None, "no champion"
+        return None, None, "no champion"
     if status["status"] != "computed":
-        return (
-            None,
-            f"only {len(status['days'])} of {status['window_days']} matured days scored by v{status['version']}",
-        )
+        days = len(status["days"])
+        return None, None, f"only {days} of {status['window_days']} matured days scored by v{status['version']}"
     if not set(status["days"]) & set(newly_computed):
-        return None, f"no newly matured day of v{status['version']} in this run"
+        return None, None, f"no newly matured day of v{status['version']} in this run"
     summary = f"v{status['version']} mean PR-AUC {status['pr_auc']:.3f} on {status['days'][0]}..{status['days'][-1]}"
     if not status["degraded"]:
-        return None, f"{summary}: within tolerance of its evidence {status['reference']}"
+        return None, None, f"{summary}: within tolerance of its evidence {status['reference']}"
     extra = {
         "dt": status["dt"],
         "reason": PERFORMANCE,
@@ -308,4 +308,4 @@ def performance_trigger(
         "days": status["days"],
         "columns": [],
     }
-    return extra, f"{summary}: {status['reason']}"
+    return extra, degraded_check(status), f"{summary}: {status['reason']}"

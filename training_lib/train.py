@@ -268,7 +268,7 @@ def _nested_run(name: str, info: DatasetInfo, fit: str, fitted_on: list[str], ev
         yield child
 
 
-def _fits_record(info: DatasetInfo, fits: Any, strategy: str) -> dict[str, Any]:
+def _fits_record(info: DatasetInfo, fits: Any, strategy: str, evaluation_run_id: str) -> dict[str, Any]:
     """``fits.json``: which fit saw which days, which one is registered, and where each was evaluated."""
     days = info.split_days
     return {
@@ -284,7 +284,11 @@ def _fits_record(info: DatasetInfo, fits: Any, strategy: str) -> dict[str, Any]:
                 for t in fits.trials
             ],
         },
-        "evaluation": {"fitted_on": days["train"] + days["validation"], "evaluated_on": days["test"]},
+        "evaluation": {
+            "fitted_on": days["train"] + days["validation"],
+            "evaluated_on": days["test"],
+            "run_id": evaluation_run_id,
+        },
         "refit": {"fitted_on": info.days, "evaluated_on": []},
         "recipe": fits.recipe.describe(),
         "threshold": {
@@ -395,8 +399,7 @@ def train_and_log(
         mlflow.log_metrics({f"baseline_test_{k}": v for k, v in fits.baseline_metrics.items()})
         names = list(fits.model.named_steps["features"].get_feature_names_out())
         importance = pd.Series(fits.model.named_steps["model"].feature_importances_, index=names)
-        record = {**_fits_record(info, fits, settings.threshold_strategy)}
-        record["evaluation"]["run_id"] = evaluation_run.info.run_id
+        record = _fits_record(info, fits, settings.threshold_strategy, evaluation_run.info.run_id)
         with tempfile.TemporaryDirectory() as folder:
             y_test = test[LABEL].to_numpy()
             for path in _figures(y_test, fits.test_scores, fits.threshold, importance, Path(folder)):
