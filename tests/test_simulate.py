@@ -257,12 +257,17 @@ def test_category_shift_moves_spending_online_from_its_day(small: Simulator) -> 
         assert online_share(shifted, offset) > 1.6 * online_share(small, offset)
 
 
+def _pattern_rows(simulator: Simulator, offset: int, pattern: int) -> pd.DataFrame:
+    """The transactions of day ``offset`` that the simulator generated with fraud ``pattern``."""
+    frame = simulator.transactions(day(offset))
+    return frame[simulator.day_arrays(day(offset)).pattern == pattern]
+
+
 def test_new_fraud_pattern_appears_only_from_its_day(small: Simulator) -> None:
     testing = Simulator(replace(SMALL, new_fraud_pattern_day=2, new_fraud_pattern_share=0.01))
 
     def card_tests(simulator: Simulator, offset: int) -> pd.DataFrame:
-        frame = simulator.transactions(day(offset))
-        return frame[simulator.day_arrays(day(offset)).pattern == 2]
+        return _pattern_rows(simulator, offset, 2)
 
     for offset in range(2):
         pd.testing.assert_frame_equal(testing.transactions(day(offset)), small.transactions(day(offset)))
@@ -281,8 +286,7 @@ def test_fraud_shift_brings_a_ring_in_everyday_categories_from_its_day(small: Si
     shifted = Simulator(replace(SMALL, fraud_shift_day=2, fraud_shift_share=0.01))
 
     def ring(simulator: Simulator, offset: int) -> pd.DataFrame:
-        frame = simulator.transactions(day(offset))
-        return frame[simulator.day_arrays(day(offset)).pattern == 4]
+        return _pattern_rows(simulator, offset, 4)
 
     for offset in range(2):
         pd.testing.assert_frame_equal(shifted.transactions(day(offset)), small.transactions(day(offset)))

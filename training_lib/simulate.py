@@ -108,6 +108,7 @@ CATEGORY_SEASONS: dict[str, tuple[float, int]] = {
 TRIP_CATEGORIES = {"travel": 3.0, "food_dining": 3.0, "entertainment": 1.5, "gas_transport": 2.0, "misc_pos": 1.0}
 TRIP_BLOCK_DAYS = 14  # trips are drawn per block of days: at most one trip per customer and block
 # A fraud ring in everyday categories (the fraud-shift scenario): relative weights.
+CARD_TESTING_CATEGORIES = {"misc_net": 0.5, "shopping_net": 0.3, "grocery_net": 0.2}
 RING_CATEGORIES = {
     "gas_transport": 3.0,
     "grocery_pos": 2.0,
@@ -719,50 +720,46 @@ class Simulator:
         }
         return self._fraud(part, 3)
 
-    def _card_testing(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
-        """The new fraud pattern: bursts of tiny online amounts in the daytime, close to home."""
-        k = self._count(rng, self.config.new_fraud_pattern_share * n_total / MEAN_CARD_TEST_SIZE)
-        sizes = rng.integers(10, 31, k)
+    def _daytime_bursts(
+        self,
+        rng: np.random.Generator,
+        day: date,
+        expected_bursts: float,
+        sizes: tuple[int, int],
+        duration: tuple[float, float, int],
+        categories: dict[str, float],
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """Bursts of ``sizes`` purchases (inclusive bounds) that start between 09:00 and 17:00, last
+        ``duration`` (low, high, seconds per unit), near home in ``categories`` (name -> weight).
+
+        Returns the part without amounts and its row count."""
+        k = self._count(rng, expected_bursts)
+        burst_sizes = rng.integers(sizes[0], sizes[1] + 1, k)
         start_hour = rng.integers(9, 17, k)
-        duration = rng.uniform(10, 60, k) * 60
-        customer, seconds, _ = self._bursts(rng, day, sizes, start_hour, duration)
+        lasting = rng.uniform(duration[0], duration[1], k) * duration[2]
+        customer, seconds, _ = self._bursts(rng, day, burst_sizes, start_hour, lasting)
         n = len(customer)
-        online = np.array([CATEGORIES.index(c) for c in ("misc_net", "shopping_net", "grocery_net")])
-        category = online[rng.choice(3, size=n, p=[0.5, 0.3, 0.2])]
+        codes = np.array([CATEGORIES.index(c) for c in categories])
+        weights = np.array(list(categories.values()), dtype=float)
+        category = codes[rng.choice(len(codes), size=n, p=weights / weights.sum())]
         lat, long = self._near_home(rng, customer)
-        part = {
-            "seconds": seconds,
-            "customer": customer,
-            "category": category,
-            "merchant": self._pick_merchants(rng, category),
-            "amt": rng.uniform(0.5, 5.0, n),
-            "merch_lat": lat,
-            "merch_long": long,
-        }
+        part = {"seconds": seconds, "customer": customer, "category": category, "merch_lat": lat, "merch_long": long}
+        part["merchant"] = self._pick_merchants(rng, category)
+        return part, n
+
+    def _card_testing(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
+        """The new fraud pattern: bursts of 10-30 tiny online amounts within an hour, daytime, close to home."""
+        expected = self.config.new_fraud_pattern_share * n_total / MEAN_CARD_TEST_SIZE
+        part, n = self._daytime_bursts(rng, day, expected, (10, 30), (10, 60, 60), CARD_TESTING_CATEGORIES)
+        part["amt"] = rng.uniform(0.5, 5.0, n)
         return self._fraud(part, 2)
 
     def _fraud_ring(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
         """The fraud shift: a ring using cards in everyday categories (fuel, grocery, health, kids), 3-6
         purchases over a few daytime hours, near home, at moderate amounts."""
-        k = self._count(rng, self.config.fraud_shift_share * n_total / MEAN_RING_SIZE)
-        sizes = rng.integers(3, 7, k)
-        start_hour = rng.integers(9, 17, k)
-        duration = rng.uniform(1.0, 5.0, k) * 3600
-        customer, seconds, _ = self._bursts(rng, day, sizes, start_hour, duration)
-        n = len(customer)
-        ring = np.array([CATEGORIES.index(c) for c in RING_CATEGORIES])
-        weights = np.array(list(RING_CATEGORIES.values()))
-        category = ring[rng.choice(len(ring), size=n, p=weights / weights.sum())]
-        lat, long = self._near_home(rng, customer)
-        part = {
-            "seconds": seconds,
-            "customer": customer,
-            "category": category,
-            "merchant": self._pick_merchants(rng, category),
-            "amt": rng.lognormal(math.log(110.0), 0.45, n),
-            "merch_lat": lat,
-            "merch_long": long,
-        }
+        expected = self.config.fraud_shift_share * n_total / MEAN_RING_SIZE
+        part, n = self._daytime_bursts(rng, day, expected, (3, 6), (1.0, 5.0, 3600), RING_CATEGORIES)
+        part["amt"] = rng.lognormal(math.log(110.0), 0.45, n)
         return self._fraud(part, 4)
 
     def day_arrays(self, day: date) -> DayArrays:
