@@ -9,21 +9,29 @@ from airflow.sdk.exceptions import AirflowSkipException
 DOC = """
 ### Retrain: challenger vs champion with a real gate
 
-**Triggered by** the Assets `drift_detected` **or** `new_labels` (emitted by `transactions_daily` and
-`labels_daily`), or by hand (Trigger → parameters below). One run at a time. The cooldown counts in
-*data* time: a run whose data day (the newest `dt` of its triggering events; for a manual run the newest
-validated day) is less than `FRAUD_RETRAIN_COOLDOWN_DAYS` after the last retrain's is skipped, unless
-**force** is set. A drift that persists day after day therefore retrains once per cooldown, and a
-backfill replaying a month in minutes retrains as often as the month did live.
+**Triggered by** the Assets `drift_detected` **or** `new_labels` (emitted by `transactions_daily`,
+`labels_daily` and, when the champion's realized quality degrades, `batch_score`), or by hand (Trigger →
+parameters below). One run at a time. The cooldown counts in *data* time: a run whose data day (the newest
+`dt` of its triggering events; for a manual run the newest validated day) is less than
+`FRAUD_RETRAIN_COOLDOWN_DAYS` after the last retrain's is skipped, unless **force** is set; a run triggered
+by degraded realized quality (reason `performance`) uses the shorter `FRAUD_PERFORMANCE_COOLDOWN_DAYS`, so
+a drift retrain that came too early to learn a change never holds back the one that can. A drift that
+persists day after day therefore retrains once per cooldown, and a backfill replaying a month in minutes
+retrains as often as the month did live.
 
 1. **check_cooldown** — skips the run inside the cooldown.
 2. **build_dataset** — the newest matured labelled days up to the run's data day (`window_days`), shared
-   features, split by time into train / validation / test; snapshot in `training/datasets/<id>/` (card
-   tokens, no PAN). As of its data day, a run sees the same data whenever it runs.
-3. **train** — XGBoost + logistic-regression baseline in MLflow (metrics, PR/ROC curves, confusion
-   matrix, feature importance, drift reference); the XGBoost pipeline becomes a new version of the
-   registered model with its decision threshold as a tag.
-4. **evaluate** — the new version and the current champion scored on the same newest window.
+   features, split by time into train / validation / test days; snapshot in `training/datasets/<id>/`
+   (card tokens, no PAN). As of its data day, a run sees the same data whenever it runs.
+3. **train** — a small XGBoost search (`include/training/xgboost_search.json`, nested runs `search-*`)
+   fitted on the train days and early-stopped on the validation days; the best settings are fitted again
+   on train + validation (the **evaluation fit**, nested run `evaluation-fit`: the gate's evidence, scored
+   on the test days it never saw) beside a logistic-regression baseline; then **refit on the whole
+   window** with the same settings and tree count: that refit is the new registered version. Its threshold
+   is the validation days' alert rate, as a score quantile (tag `threshold`). `fits.json` and the tags
+   `fit.*.fitted_on` / `evaluated_on` say which rows each fit saw and where it was measured.
+4. **evaluate** — the evaluation fit and the current champion scored on the same test days: those after
+   the last day the champion was fitted on (no such day: no evidence, the champion stays).
 5. **decide** — the new version gets `challenger`; it becomes `champion` only above
    `FRAUD_PROMOTION_FLOOR` and at least `FRAUD_PROMOTION_MARGIN` PR-AUC better than the champion. The
    decision is tagged on the versions and appended to the audit log (`audit/registry/`); a promotion

@@ -206,6 +206,9 @@ def test_gate_decision_without_a_comparable_day_keeps_the_champion() -> None:
     decision = gate_decision(none_unseen, floor=FLOOR, margin=MARGIN)
     assert not decision.promote and math.isnan(decision.champion_pr_auc)
     assert "no matured day after version 1's training window (through 2024-03-07)" in decision.reason
+    one_class = {**none_unseen, "rows": 4000, "frauds": 0}  # days after its window, but no fraud on them
+    assert "4000 test rows both models may be judged on hold a single class" in gate_decision(
+        one_class, floor=FLOOR, margin=MARGIN).reason  # fmt: skip
     # consistent with the gate on its own numbers, as record_decision checks
     assert decide(decision.challenger_pr_auc, decision.champion_pr_auc, floor=FLOOR, margin=MARGIN).promote is False
     first = {"candidate_pr_auc": None, "champion_pr_auc": None, "champion_version": None, "comparable": False}

@@ -51,7 +51,6 @@ from training_lib.storage import (
 
 INGESTION_DAGS = ("transactions_daily", "labels_daily")
 DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")
-PLAN_TASK = "scoring.plan"  # once it finished, batch_score has resolved the model that scores the day
 DATA_DOCS = "data_docs/index.html"
 SCORING_TIME = "02:00:00"  # batch_score runs at 02:00 for the day that ended (its logical date)
 PROGRESS_EVERY_S = 15.0
@@ -161,7 +160,6 @@ class Night:
     states: dict[str, str] = field(default_factory=dict)  # dag_id -> final state, once finished
     published: bool = False  # its validated partition is in the lake
     scored: bool | None = None  # decided when it is published: scored iff a champion exists then
-    planned: bool = False  # batch_score resolved its model (its plan task finished)
     settled: bool = False  # its ingestion finished and, after that, no retrain was running or queued
 
     def finished(self, *dag_ids: str) -> bool:
@@ -256,8 +254,6 @@ class DemoDriver:
                 if dag_id in night.states:
                     continue
                 run = self.client.get_run(dag_id, run_id)
-                if dag_id == "batch_score" and not night.planned:
-                    night.planned = run["state"] in TERMINAL_RUN_STATES or self.task_done(dag_id, run_id, PLAN_TASK)
                 if run["state"] not in TERMINAL_RUN_STATES:
                     continue
                 night.states[dag_id] = run["state"]
@@ -270,10 +266,6 @@ class DemoDriver:
     def clock(self) -> str:
         """Seconds since the replay started, as a prefix of the progress lines."""
         return f"{time.monotonic() - self.started:5.0f}s"
-
-    def task_done(self, dag_id: str, run_id: str, task_id: str) -> bool:
-        states = {ti["task_id"]: ti["state"] for ti in self.client.task_instances(dag_id, run_id)}
-        return states.get(task_id) == "success"
 
     def poll_retrains(self) -> bool:
         """Report finished retrains; True while one runs or Asset events wait to start one."""
@@ -295,8 +287,9 @@ class DemoDriver:
         finished: a retrain may overlap one night, as a slow one would, never more. Before the first champion
         the next day lands as soon as the day is published and no retrain runs, so that scoring starts right
         after the first model.
-        A retrain answers a day of data no later than the newest landed one, so no day is ever scored by a
-        model fitted on it (and ``monitoring`` would not measure one that was: in-sample)."""
+        A retrain can be fitted through D only once D+1's labels landed, by then D's scoring run has long
+        resolved its model (its plan runs seconds after the trigger, a retrain takes minutes); should a day
+        ever be scored by a model fitted on it, ``monitoring`` marks it in-sample and does not measure it."""
         for index, night in enumerate(self.nights):
             if not night.run_ids:  # the next day to land
                 previous = self.nights[index - 1] if index else None

@@ -82,11 +82,7 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
     manifest = lake.partition_manifest(PREDICTIONS, day)
     if manifest is None:
         return None
-    available = set(manifest.get("columns", PREDICTION_COLUMNS))
-    columns = [c for c in PREDICTION_COLUMNS if c in available]
-    predictions = lake.read_partition(PREDICTIONS, day, columns=columns).to_pandas()
-    rows = len(predictions)
-    labels = load_labels(lake)
+    rows = int(manifest["rows"])
     label_days = lake.list_partitions(LABELS)
     base: dict[str, Any] = {
         "day": day.isoformat(),
@@ -107,6 +103,10 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
         log.info("realized quality %s: no predictions in the partition", day)
         return summary
 
+    available = set(manifest.get("columns", PREDICTION_COLUMNS))
+    columns = [c for c in PREDICTION_COLUMNS if c in available]
+    predictions = lake.read_partition(PREDICTIONS, day, columns=columns).to_pandas()
+    labels = load_labels(lake)
     label = predictions["trans_num"].astype(str).map(labels.set_index(labels["trans_num"].astype(str))["is_fraud"])
     known = label.notna().to_numpy()
     share = float(known.mean())

@@ -53,6 +53,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 THRESHOLD_TAG = "threshold"  # decision threshold stored on each model version (set by training)
 EVALUATION_RUN_TAG = "evaluation_run_id"  # the run of the version's evaluation fit: the gate's evidence
+TRAINING_WINDOW_TAG = "training_window"  # "first..last" day the registered version was fitted on
 
 PROMOTION = "promotion"
 REJECTION = "rejection"
@@ -135,6 +136,12 @@ def decide(challenger_pr_auc: float, champion_pr_auc: float | None, *, floor: fl
     )
 
 
+def fitted_through(version: ModelVersion) -> date | None:
+    """The last day ``version`` was fitted on (its ``training_window`` tag), None when unknown."""
+    window = (version.tags or {}).get(TRAINING_WINDOW_TAG, "")
+    return date.fromisoformat(window.split("..")[-1]) if window else None
+
+
 def gate_decision(evaluation: dict[str, Any], *, floor: float, margin: float) -> GateDecision:
     """:func:`decide` on an evaluation (``train.evaluate_candidates``); no comparable day keeps the champion.
 
@@ -143,12 +150,13 @@ def gate_decision(evaluation: dict[str, Any], *, floor: float, margin: float) ->
     challenger, champion = evaluation.get("candidate_pr_auc"), evaluation.get("champion_pr_auc")
     if evaluation.get("comparable", True):
         return decide(challenger, champion, floor=floor, margin=margin)
-    why = (
-        f"no matured day after version {evaluation.get('champion_version')}'s training window "
-        f"(through {evaluation.get('champion_fitted_through')}) among the test days: no evidence, keeping the champion"
-        if evaluation.get("champion_version")
-        else "the test days hold a single class: no evidence"
-    )
+    if not evaluation.get("rows"):
+        why = (
+            f"no matured day after version {evaluation.get('champion_version')}'s training window (through "
+            f"{evaluation.get('champion_fitted_through')}) among the test days: no evidence, keeping the champion"
+        )
+    else:
+        why = f"the {evaluation['rows']} test rows both models may be judged on hold a single class: no evidence"
     champion_number = math.nan if evaluation.get("champion_version") else None
     return GateDecision(
         False, why, _as_float(challenger if challenger is not None else math.nan), champion_number, floor, margin

@@ -63,11 +63,14 @@ class IncompleteScoring(RuntimeError):
 
 @dataclass
 class Champion:
+    """One exact model version as a scoring run uses it."""
+
     name: str
     version: str
     run_id: str
     threshold: float
-    model: Any  # the sklearn pipeline (features -> XGBoost)
+    model: Any  # the sklearn pipeline (features -> XGBoost); None until loaded
+    fitted_through: str | None = None  # the last day the version was fitted on (ISO), None when unknown
 
 
 def prediction_schema() -> pa.Schema:
@@ -87,17 +90,26 @@ def prediction_schema() -> pa.Schema:
     )
 
 
-def _resolve_champion(settings: Settings) -> tuple[str, str, str, float, str | None]:
-    """Name, version, run id, stored threshold and last fitted day (None if unknown) of ``@champion`` now."""
-    from training_lib.registry import Registry
+def _resolve_champion(settings: Settings) -> Champion:
+    """``@champion`` now, with its stored threshold and last fitted day; the model is not loaded."""
+    from training_lib.registry import Registry, fitted_through
 
     registry = Registry(settings)
     version = registry.champion()
     if version is None:
         raise NoChampion(f"no version of {settings.model_name!r} has the alias 'champion' yet: run the retrain DAG")
-    window = (version.tags or {}).get("training_window", "")
-    fitted_through = window.split("..")[-1] if window else None
-    return settings.model_name, str(version.version), version.run_id, registry.threshold(version), fitted_through
+    through = fitted_through(version)
+    return Champion(
+        settings.model_name, str(version.version), version.run_id, registry.threshold(version), None,
+        through.isoformat() if through else None,
+    )  # fmt: skip
+
+
+def _champion_of_plan(settings: Settings, spec: dict[str, Any]) -> Champion:
+    """Exactly the version a plan's spec names, loaded."""
+    name, version = spec["model_name"], spec["model_version"]
+    model = _load_model(settings, name, version)
+    return Champion(name, version, spec["model_run_id"], spec["threshold"], model, spec.get("model_fitted_through"))
 
 
 def _load_model(settings: Settings, name: str, version: str) -> Any:
@@ -110,8 +122,9 @@ def _load_model(settings: Settings, name: str, version: str) -> Any:
 
 def load_champion(settings: Settings) -> Champion:
     """Resolve ``@champion`` now and load that exact version (the run then sticks to it)."""
-    name, version, run_id, threshold, _ = _resolve_champion(settings)
-    return Champion(name, version, run_id, threshold, _load_model(settings, name, version))
+    champion = _resolve_champion(settings)
+    champion.model = _load_model(settings, champion.name, champion.version)
+    return champion
 
 
 def decisions(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -314,11 +327,8 @@ def plan_scoring(
         raise LookupError(
             f"no validated partition for {day}: {lake.uri(partition_prefix(VALIDATED_TRANSACTIONS, day))}"
         )
-    if champion is None:
-        name, version, model_run_id, threshold, fitted_through = _resolve_champion(settings)
-    else:
-        name, version, model_run_id, threshold = champion.name, champion.version, champion.run_id, champion.threshold
-        fitted_through = None
+    resolved = champion or _resolve_champion(settings)
+    name, version, fitted_through = resolved.name, resolved.version, resolved.fitted_through
     if fitted_through is not None and fitted_through >= day.isoformat():
         log.warning(
             "%s: %s v%s was fitted on days through %s, this day included: its realized quality will not be"
@@ -339,9 +349,9 @@ def plan_scoring(
             "buckets": buckets,
             "model_name": name,
             "model_version": str(version),
-            "model_run_id": model_run_id,
+            "model_run_id": resolved.run_id,
             "model_fitted_through": fitted_through,
-            "threshold": float(threshold),
+            "threshold": float(resolved.threshold),
             "validated_rows": rows,
             "validated_version": manifest["version"],  # every shard must read this very version
         }
@@ -388,8 +398,7 @@ def score_shard(
     started = time.perf_counter()
     day, shard = date.fromisoformat(spec["day"]), int(spec["shard"])
     if champion is None:
-        model = _load_model(settings, spec["model_name"], spec["model_version"])
-        champion = Champion(spec["model_name"], spec["model_version"], spec["model_run_id"], spec["threshold"], model)
+        champion = _champion_of_plan(settings, spec)
     elif (champion.name, champion.version) != (spec["model_name"], spec["model_version"]):
         raise ValueError(
             f"shard {shard} of {day} is planned with {spec['model_name']} v{spec['model_version']},"
@@ -543,8 +552,7 @@ def score_day(
     specs = plan_scoring(settings, day, run_id, lake=lake, champion=champion)
     plan = specs[0]
     if champion is None:
-        model = _load_model(settings, plan["model_name"], plan["model_version"])
-        champion = Champion(plan["model_name"], plan["model_version"], plan["model_run_id"], plan["threshold"], model)
+        champion = _champion_of_plan(settings, plan)
     folder = Path(tempfile.mkdtemp(prefix=f"score-{day.isoformat()}-"))
     results: list[dict[str, Any]] = []
     try:

@@ -324,7 +324,7 @@ def train_and_log(
     from training_lib.features import FEATURE_COLUMNS
     from training_lib.fitting import fit_window, load_search_space
     from training_lib.ingest import LABELS_THROUGH_TAG
-    from training_lib.registry import EVALUATION_RUN_TAG, THRESHOLD_TAG
+    from training_lib.registry import EVALUATION_RUN_TAG, THRESHOLD_TAG, TRAINING_WINDOW_TAG
 
     columns, days, test = list(FEATURE_COLUMNS), info.split_days, parts["test"]
     seen_days = days["train"] + days["validation"]
@@ -424,7 +424,7 @@ def train_and_log(
         THRESHOLD_TAG: repr(fits.threshold),
         LABELS_THROUGH_TAG: info.labels_through,
         "dataset_id": info.dataset_id,
-        "training_window": _days(info.days),  # the registered refit saw all of it
+        TRAINING_WINDOW_TAG: _days(info.days),  # the registered refit saw all of it
         "test_window": _days(days["test"]),
         "test_pr_auc": f"{fits.test_metrics['pr_auc']:.4f}",
         "alert_rate_target": repr(fits.alert_rate),
@@ -483,12 +483,6 @@ def _reference_rows(settings: Settings, info: DatasetInfo) -> pd.DataFrame:
     return Lake(settings).read_partitions(VALIDATED_TRANSACTIONS, days, columns=list(ROW_FEATURE_INPUTS)).to_pandas()
 
 
-def _window_end(version: Any) -> date | None:
-    """The last day a registered version was fitted on (its ``training_window`` tag), None when unknown."""
-    window = (version.tags or {}).get("training_window", "")
-    return date.fromisoformat(window.split("..")[-1]) if window else None
-
-
 def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: str) -> dict[str, Any]:
     """The gate's evidence: the candidate's evaluation fit and the champion on the same unseen days.
 
@@ -502,7 +496,7 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
     from sklearn.metrics import average_precision_score
 
     from training_lib.fitting import predict
-    from training_lib.registry import EVALUATION_RUN_TAG, Registry
+    from training_lib.registry import EVALUATION_RUN_TAG, Registry, fitted_through
 
     info, parts = load_dataset(settings, dataset_id)
     test = parts["test"]
@@ -513,7 +507,7 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
     if not evaluation_run:
         raise ValueError(f"version {candidate_version} has no {EVALUATION_RUN_TAG!r} tag: no evaluation fit to gate on")
     champion = Registry(settings).champion()
-    champion_end = _window_end(champion) if champion else None
+    champion_end = fitted_through(champion) if champion else None
     days = [d for d in info.split_days["test"] if champion_end is None or date.fromisoformat(d) > champion_end]
     rows = test[test["day"].isin(days)]
     y = rows[LABEL].to_numpy()
