@@ -51,31 +51,31 @@ os-packages: ## PostgreSQL and Redis servers from the OS packages (Debian/Ubuntu
 	fi
 
 demo: install ## the main job end to end: 30 simulated days through the Airflow scheduler, then a summary
-	$(PY) -m training_lib.demo
+	$(PY) -m training_lib.local.demo
 
 demo-fast: install ## the short demo (6 days), as the integration test runs it
-	$(PY) -m training_lib.demo --fast
+	$(PY) -m training_lib.local.demo --fast
 
 up: install ## start the local stack (S3, MLflow, Airflow on 127.0.0.1) and wait until healthy
-	$(PY) -m training_lib.stack up
+	$(PY) -m training_lib.local.stack up
 
 down: ## stop the local stack's processes by their recorded PIDs
-	@if [ -x $(PY) ]; then $(PY) -m training_lib.stack down; else echo "nothing installed, nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m training_lib.local.stack down; else echo "nothing installed, nothing to stop"; fi
 
 status: install ## show PIDs and health of the local stack
-	$(PY) -m training_lib.stack status
+	$(PY) -m training_lib.local.stack status
 
 env: install ## print `export` lines to use the airflow/mlflow CLIs against the local stack
-	@$(PY) -m training_lib.stack env
+	@$(PY) -m training_lib.local.stack env
 
 up-distributed: install os-packages ## the scale-out topology here: PostgreSQL, Redis, Celery executor, 2 workers (WORKERS=n)
-	$(DISTRIBUTED) $(PY) -m training_lib.stack up
+	$(DISTRIBUTED) $(PY) -m training_lib.local.stack up
 
 down-distributed: ## stop the distributed topology's processes by their recorded PIDs
-	@if [ -x $(PY) ]; then $(DISTRIBUTED) $(PY) -m training_lib.stack down; else echo "nothing installed, nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(DISTRIBUTED) $(PY) -m training_lib.local.stack down; else echo "nothing installed, nothing to stop"; fi
 
 status-distributed: install ## show PIDs and health of the distributed topology, workers included
-	$(DISTRIBUTED) $(PY) -m training_lib.stack status
+	$(DISTRIBUTED) $(PY) -m training_lib.local.stack status
 
 test: install os-packages ## run the whole test suite (starts its own stacks on free ports)
 	$(PY) -m pytest $(PYTEST_ARGS)

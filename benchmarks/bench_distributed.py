@@ -66,12 +66,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs per worker count (alternating)")
     args = parser.parse_args()
 
-    from training_lib.airflow_client import AirflowClient
     from training_lib.config import load_settings
-    from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-    from training_lib.stack import LocalStack, airflow_password, stop_processes
-    from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
-    from training_lib.train import seed_champion
+    from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.local.airflow_client import AirflowClient
+    from training_lib.local.stack import LocalStack, airflow_password, stop_processes
+    from training_lib.modeling.train import seed_champion
+    from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
     state = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     state.chmod(0o755)  # reachable by the postgres OS user when run as root

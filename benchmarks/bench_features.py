@@ -19,8 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from training_lib.features import HISTORY_DAYS, HISTORY_INPUT_COLUMNS, build_features, history_features, row_features
-from training_lib.simulate import SimulationConfig, Simulator
+from training_lib.modeling.features import (
+    HISTORY_DAYS,
+    HISTORY_INPUT_COLUMNS,
+    build_features,
+    history_features,
+    row_features,
+)
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 PAGE_BYTES = resource.getpagesize()
 

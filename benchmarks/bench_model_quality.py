@@ -37,8 +37,8 @@ def world(config, days: int):
     """Features, labels and day offsets of ``days`` simulated days."""
     import pandas as pd
 
-    from training_lib.features import build_features
-    from training_lib.simulate import Simulator
+    from training_lib.modeling.features import build_features
+    from training_lib.simulation.simulate import Simulator
 
     simulator = Simulator(config)
     frames = [simulator.transactions(config.start + timedelta(days=i)) for i in range(days)]
@@ -57,8 +57,8 @@ def span(frame, first: int, last: int):
 
 def retrain(frame, first: int, last: int, space):
     """The platform's fits on the window of days ``first`` .. ``last``, split as a retrain splits it."""
-    from training_lib.fitting import fit_window
-    from training_lib.train import split_days
+    from training_lib.modeling.fitting import fit_window
+    from training_lib.modeling.train import split_days
 
     splits = split_days(list(range(first, last + 1)))
     parts = {name: frame[frame["offset"].isin(days)].reset_index(drop=True) for name, days in splits.items()}
@@ -68,7 +68,7 @@ def retrain(frame, first: int, last: int, space):
 def pr_auc(model, frame) -> float:
     from sklearn.metrics import average_precision_score
 
-    from training_lib.fitting import predict
+    from training_lib.modeling.fitting import predict
 
     return float(average_precision_score(frame["label"], predict(model, frame)))
 
@@ -80,8 +80,8 @@ def row_reference(frame, space):
     from sklearn.preprocessing import OneHotEncoder
     from xgboost import XGBClassifier
 
-    from training_lib.features import ROW_CATEGORICAL_FEATURES, ROW_FEATURES
-    from training_lib.fitting import scale_pos_weight
+    from training_lib.modeling.features import ROW_CATEGORICAL_FEATURES, ROW_FEATURES
+    from training_lib.modeling.fitting import scale_pos_weight
 
     candidate = space.candidates[0]
     y = frame["label"].to_numpy()
@@ -97,7 +97,7 @@ def row_reference(frame, space):
 def row_pr_auc(model, frame) -> float:
     from sklearn.metrics import average_precision_score
 
-    from training_lib.features import ROW_FEATURES
+    from training_lib.modeling.features import ROW_FEATURES
 
     return float(average_precision_score(frame["label"], model.predict_proba(frame[list(ROW_FEATURES)])[:, 1]))
 
@@ -115,8 +115,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from training_lib.config import PROJECT_ROOT
-    from training_lib.fitting import load_search_space
-    from training_lib.simulate import SimulationConfig
+    from training_lib.modeling.fitting import load_search_space
+    from training_lib.simulation.simulate import SimulationConfig
 
     space = load_search_space(PROJECT_ROOT / "include")
     base = SimulationConfig(start=date(2026, 1, 1))
@@ -142,7 +142,7 @@ def main() -> None:
         months = [span(frame, quarter + m * month, quarter + (m + 1) * month - 1) for m in range(3)]
         quality[seed] = [(pr_auc(fits.model, m), row_pr_auc(reference, m)) for m in months]
         quarter_rows = span(frame, quarter, total - 1)
-        from training_lib.fitting import predict
+        from training_lib.modeling.fitting import predict
 
         alert_rates.append(float((predict(fits.model, quarter_rows) >= fits.threshold).mean()))
         months_text = "  ".join(f"month {i + 1}: {p:.3f} (reference {r:.3f})" for i, (p, r) in enumerate(quality[seed]))
@@ -192,7 +192,7 @@ def main() -> None:
     fits = retrain(frame, 0, 34, space)
     after = span(frame, 35, 44)
     window_rows = span(frame, 0, 34)
-    from training_lib.fitting import Recipe
+    from training_lib.modeling.fitting import Recipe
 
     plain = Recipe(space.candidates[0].name, space.candidates[0].params, space.candidates[0].class_weight, 300)
     whole = plain.fit(window_rows, window_rows["label"].to_numpy())

@@ -35,10 +35,10 @@ def main() -> None:
     logging.getLogger("training_lib").setLevel(logging.INFO)  # the search's progress
 
     from training_lib.config import load_settings
-    from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-    from training_lib.stack import LocalStack
-    from training_lib.storage import Lake
-    from training_lib.train import build_dataset, evaluate_candidates, train_and_log
+    from training_lib.lake.storage import Lake
+    from training_lib.local.stack import LocalStack
+    from training_lib.modeling.train import build_dataset, evaluate_candidates, train_and_log
+    from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as state:
         settings = load_settings(

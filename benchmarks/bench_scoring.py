@@ -37,8 +37,8 @@ def _publish_big_day(lake, simulator, day: date, rows: int, chunk: int = 200_000
     """A day of ``rows`` transactions, generated as chunk-sized simulated days re-dated onto ``day``."""
     import pandas as pd
 
-    from training_lib.schema import to_validated_arrow
-    from training_lib.storage import VALIDATED_TRANSACTIONS
+    from training_lib.ingestion.schema import to_validated_arrow
+    from training_lib.lake.storage import VALIDATED_TRANSACTIONS
 
     def tables():
         for k in range(rows // chunk):
@@ -55,7 +55,7 @@ CHILD = textwrap.dedent(
     import json, sys, time
     from datetime import date
     from training_lib.config import load_settings
-    from training_lib.scoring import score_day
+    from training_lib.scoring.batch import score_day
     settings = load_settings()
     started = time.perf_counter()
     summary = score_day(settings, date.fromisoformat(sys.argv[1]), run_id="bench")
@@ -94,12 +94,12 @@ def main() -> None:
     sizes = (200_000, 1_000_000) if args.small else (1_000_000, 5_000_000)
 
     from training_lib.config import load_settings
-    from training_lib.features import FEATURE_COLUMNS, build_features, load_history, validated_frame
-    from training_lib.scoring import load_champion, score_day
-    from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-    from training_lib.stack import LocalStack
-    from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
-    from training_lib.train import seed_champion
+    from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.local.stack import LocalStack
+    from training_lib.modeling.features import FEATURE_COLUMNS, build_features, load_history, validated_frame
+    from training_lib.modeling.train import seed_champion
+    from training_lib.scoring.batch import load_champion, score_day
+    from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as state:
         env = {

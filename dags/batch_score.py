@@ -61,21 +61,21 @@ def batch_score():
         @task
         def plan() -> list[dict]:
             from training_lib.config import load_settings
-            from training_lib.scoring import plan_scoring
+            from training_lib.scoring.batch import plan_scoring
 
             return plan_scoring(load_settings(), run_day(), run_id=get_current_context()["run_id"])
 
         @task(map_index_template=SHARD_LABEL)
         def score_shard(spec: dict) -> dict:
             from training_lib.config import load_settings
-            from training_lib.scoring import score_shard
+            from training_lib.scoring.batch import score_shard
 
             return score_shard(load_settings(), spec)
 
         @task
         def commit(specs: list[dict], results: list[dict]) -> dict:
             from training_lib.config import load_settings
-            from training_lib.scoring import commit_scoring
+            from training_lib.scoring.batch import commit_scoring
 
             return commit_scoring(load_settings(), specs, list(results))
 
@@ -99,7 +99,7 @@ def batch_score():
         @task
         def realized_quality(summary: dict) -> list[dict]:
             from training_lib.config import load_settings
-            from training_lib.monitoring import below_floor_check, matured_scored_days, realized_quality
+            from training_lib.monitoring.performance import below_floor_check, matured_scored_days, realized_quality
             from training_lib.notify import notifier_from_settings
 
             settings = load_settings()
@@ -114,7 +114,7 @@ def batch_score():
         @task(outlets=[DRIFT_DETECTED])
         def signal_retrain(results: list[dict], *, outlet_events=None) -> dict:
             from training_lib.config import load_settings
-            from training_lib.monitoring import performance_trigger
+            from training_lib.monitoring.performance import performance_trigger
             from training_lib.notify import notifier_from_settings
 
             settings = load_settings()

@@ -14,7 +14,7 @@ from _platform import (
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from training_lib.storage import LANDING_LABELS
+from training_lib.lake.storage import LANDING_LABELS
 
 DOC = """
 ### Daily labels: confirmed fraud / legitimate outcomes
@@ -56,14 +56,14 @@ def labels_daily():
     @task(depends_on_past=True)
     def ingest() -> dict:
         from training_lib.config import load_settings
-        from training_lib.ingest import ingest_labels_day
+        from training_lib.ingestion.ingest import ingest_labels_day
 
         return ingest_labels_day(load_settings(), run_day())
 
     @task(outlets=[NEW_LABELS])
     def signal_new_labels(ingested: dict, *, outlet_events=None) -> dict:
         from training_lib.config import load_settings
-        from training_lib.ingest import new_labels_status
+        from training_lib.monitoring.new_labels import new_labels_status
 
         status = new_labels_status(load_settings(), run_day())
         if not status["enough"]:

@@ -33,7 +33,7 @@ def platform_health():
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         from training_lib.config import load_settings
-        from training_lib.health import check_s3
+        from training_lib.monitoring.health import check_s3
 
         settings = load_settings()
         return check_s3(S3Hook(aws_conn_id="aws_default").get_conn(), settings.bucket)
@@ -41,7 +41,7 @@ def platform_health():
     @task
     def mlflow() -> dict:
         from training_lib.config import load_settings
-        from training_lib.health import check_mlflow
+        from training_lib.monitoring.health import check_mlflow
 
         return check_mlflow(load_settings())
 

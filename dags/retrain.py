@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from _platform import DEFAULT_ARGS, DRIFT_DETECTED, MODEL_PROMOTED, NEW_LABELS, START_DATE
-from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 DOC = """
@@ -32,11 +32,12 @@ retrains as often as the month did live.
    `fit.*.fitted_on` / `evaluated_on` say which rows each fit saw and where it was measured.
 4. **evaluate** — the evaluation fit and the current champion scored on the same test days: those after
    the last day the champion was fitted on (no such day: no evidence, the champion stays).
-5. **decide** — the new version gets `challenger`; it becomes `champion` only above
-   `FRAUD_PROMOTION_FLOOR` and at least `FRAUD_PROMOTION_MARGIN` PR-AUC better than the champion. The
-   decision is tagged on the versions and appended to the audit log (`audit/registry/`); a promotion
-   emits the **model_promoted** Asset. A failure before this step leaves every alias as it was.
-6. **report** — `reports/retrain/dt=<last training day>/<dataset>.json`.
+5. **decide** (`registry.gate_and_record`) — the new version gets `challenger`; it becomes `champion` only
+   above `FRAUD_PROMOTION_FLOOR` and at least `FRAUD_PROMOTION_MARGIN` PR-AUC better than the champion.
+   The decision is tagged on the versions and appended to the audit log (`audit/registry/`). A failure
+   before this step leaves every alias as it was.
+6. **signal_promotion** — a promotion emits the **model_promoted** Asset.
+7. **report** — `reports/retrain/dt=<last training day>/<dataset>.json`.
 """
 
 
@@ -69,9 +70,9 @@ def retrain():
     @task.short_circuit
     def check_cooldown() -> bool:
         from training_lib.config import load_settings
-        from training_lib.health import require_mlflow
-        from training_lib.registry import Registry
-        from training_lib.train import cooldown_days, cooldown_remaining, retrain_data_day
+        from training_lib.modeling.registry import Registry
+        from training_lib.modeling.train import cooldown_days, cooldown_remaining, retrain_data_day
+        from training_lib.monitoring.health import require_mlflow
 
         context = get_current_context()
         settings = load_settings()
@@ -90,91 +91,68 @@ def retrain():
             )
         return not wait
 
-    @task_group(group_id="build_dataset")
+    @task
     def build_dataset() -> dict:
-        @task
-        def snapshot() -> dict:
-            from dataclasses import asdict
+        from dataclasses import asdict
 
-            from training_lib.config import load_settings
-            from training_lib.train import build_dataset, retrain_data_day
+        from training_lib.config import load_settings
+        from training_lib.modeling.train import build_dataset as snapshot_dataset
+        from training_lib.modeling.train import retrain_data_day
 
-            context = get_current_context()
-            settings = load_settings()
-            data_day = retrain_data_day(settings, _triggering_days(context))
-            window = context["params"].get("window_days")
-            info, _parts = build_dataset(settings, window, end=data_day, run_key=context["run_id"])
-            # the day the dataset was built as of: the decision records it (for the next cooldown check)
-            return {**asdict(info), "data_day": data_day.isoformat() if data_day else None}
+        context = get_current_context()
+        settings = load_settings()
+        data_day = retrain_data_day(settings, _triggering_days(context))
+        window = context["params"].get("window_days")
+        info, _parts = snapshot_dataset(settings, window, end=data_day, run_key=context["run_id"])
+        # the day the dataset was built as of: the decision records it (for the next cooldown check)
+        return {**asdict(info), "data_day": data_day.isoformat() if data_day else None}
 
-        return snapshot()
-
-    @task_group(group_id="train")
+    @task
     def train(dataset: dict) -> dict:
-        @task
-        def fit_and_register(dataset: dict) -> dict:
-            from training_lib.config import load_settings
-            from training_lib.health import require_mlflow
-            from training_lib.train import load_dataset, train_and_log, trained_for_dataset
+        from training_lib.config import load_settings
+        from training_lib.modeling.train import load_dataset, train_and_log, trained_for_dataset
+        from training_lib.monitoring.health import require_mlflow
 
-            context = get_current_context()
-            settings = load_settings()
-            require_mlflow(settings)
-            earlier = trained_for_dataset(settings, dataset["dataset_id"])  # a re-run of this run
-            if earlier:
-                return earlier
-            info, parts = load_dataset(settings, dataset["dataset_id"])
-            tags = {"airflow_dag_run": context["run_id"], "trigger": _trigger(context)}
-            return train_and_log(settings, info, parts, tags=tags)
+        context = get_current_context()
+        settings = load_settings()
+        require_mlflow(settings)
+        earlier = trained_for_dataset(settings, dataset["dataset_id"])  # a re-run of this run
+        if earlier:
+            return earlier
+        info, parts = load_dataset(settings, dataset["dataset_id"])
+        tags = {"airflow_dag_run": context["run_id"], "trigger": _trigger(context)}
+        return train_and_log(settings, info, parts, tags=tags)
 
-        return fit_and_register(dataset)
-
-    @task_group(group_id="evaluate")
+    @task
     def evaluate(trained: dict) -> dict:
-        @task
-        def champion_vs_challenger(trained: dict) -> dict:
-            from training_lib.config import load_settings
-            from training_lib.train import evaluate_candidates
+        from training_lib.config import load_settings
+        from training_lib.modeling.train import evaluate_candidates
 
-            return evaluate_candidates(load_settings(), trained["version"], trained["dataset_id"])
+        return evaluate_candidates(load_settings(), trained["version"], trained["dataset_id"])
 
-        return champion_vs_challenger(trained)
-
-    @task_group(group_id="decide")
+    @task
     def decide(evaluation: dict, dataset: dict) -> dict:
-        @task
-        def promote_or_reject(evaluation: dict, dataset: dict) -> dict:
-            from training_lib.config import load_settings
-            from training_lib.registry import Registry, gate_decision
+        from training_lib.config import load_settings
+        from training_lib.modeling.registry import gate_and_record
 
-            context = get_current_context()
-            settings = load_settings()
-            decision = gate_decision(evaluation, floor=settings.promotion_floor, margin=settings.promotion_margin)
-            evaluation = {**evaluation, "trigger": _trigger(context), "data_day": dataset["data_day"]}
-            return Registry(settings).record_decision(
-                evaluation["candidate_version"],
-                decision,
-                evaluation=evaluation,
-                actor=_actor(context),
-            )
+        context = get_current_context()
+        return gate_and_record(
+            load_settings(), evaluation, actor=_actor(context), trigger=_trigger(context), data_day=dataset["data_day"]
+        )
 
-        @task(outlets=[MODEL_PROMOTED])
-        def signal_promotion(entry: dict, *, outlet_events=None) -> dict:
-            if entry["kind"] != "promotion":
-                raise AirflowSkipException(f"version {entry['candidate_version']} was not promoted")
-            if entry.get("replayed"):
-                raise AirflowSkipException(f"version {entry['candidate_version']} was promoted by an earlier try")
-            extra = {
-                "version": entry["candidate_version"],
-                "previous": entry.get("previous_champion_version"),
-                "reason": entry["reason"],
-            }
-            outlet_events[MODEL_PROMOTED].extra = extra
-            return extra
-
-        entry = promote_or_reject(evaluation, dataset)
-        signal_promotion(entry)
-        return entry
+    @task(outlets=[MODEL_PROMOTED])
+    def signal_promotion(entry: dict, *, outlet_events=None) -> dict:
+        if entry["kind"] != "promotion":
+            raise AirflowSkipException(f"version {entry['candidate_version']} was not promoted")
+        if entry.get("replayed"):
+            raise AirflowSkipException(f"version {entry['candidate_version']} was promoted by an earlier try")
+        extra = {
+            "version": entry["candidate_version"],
+            "previous": entry.get("previous_champion_version"),
+            "reason": entry["reason"],
+        }
+        outlet_events[MODEL_PROMOTED].extra = extra
+        return extra
 
     @task
     def report(dataset: dict, trained: dict, entry: dict) -> str:
@@ -182,7 +160,7 @@ def retrain():
         from datetime import date
 
         from training_lib.config import load_settings
-        from training_lib.storage import Lake
+        from training_lib.lake.storage import Lake
 
         lake = Lake(load_settings())
         body = {"dataset": dataset, "training": trained, "decision": entry}
@@ -193,6 +171,7 @@ def retrain():
     check_cooldown() >> dataset
     trained = train(dataset)
     entry = decide(evaluate(trained), dataset)
+    signal_promotion(entry)
     report(dataset, trained, entry)
 
 

@@ -50,7 +50,7 @@ def rollback_model():
     @task(outlets=[MODEL_PROMOTED])
     def rollback(*, outlet_events=None) -> dict:
         from training_lib.config import load_settings
-        from training_lib.registry import Registry
+        from training_lib.modeling.registry import Registry
 
         context = get_current_context()
         params = context["params"]

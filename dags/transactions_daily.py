@@ -15,7 +15,7 @@ from _platform import (
 from airflow.sdk import dag, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
-from training_lib.storage import LANDING_TRANSACTIONS
+from training_lib.lake.storage import LANDING_TRANSACTIONS
 
 DOC = """
 ### Daily transactions: ingestion, quality gate, drift
@@ -67,8 +67,8 @@ def transactions_daily():
             from airflow.sdk.exceptions import AirflowFailException
 
             from training_lib.config import load_settings
-            from training_lib.ingest import validate_transactions_day
-            from training_lib.quality import QualityGateError
+            from training_lib.ingestion.ingest import validate_transactions_day
+            from training_lib.ingestion.quality import QualityGateError
 
             try:
                 return validate_transactions_day(load_settings(), run_day())
@@ -78,7 +78,7 @@ def transactions_daily():
         @task(outlets=[VALIDATED])
         def publish(validation: dict, *, outlet_events=None) -> dict:
             from training_lib.config import load_settings
-            from training_lib.ingest import publish_transactions_day
+            from training_lib.ingestion.ingest import publish_transactions_day
 
             published = publish_transactions_day(load_settings(), validation)
             outlet_events[VALIDATED].extra = published
@@ -91,7 +91,7 @@ def transactions_daily():
         @task
         def report(published: dict) -> dict:
             from training_lib.config import load_settings
-            from training_lib.ingest import drift_day
+            from training_lib.monitoring.daily_drift import drift_day
 
             return drift_day(load_settings(), run_day())
 

@@ -2,7 +2,7 @@
 
 A FastAPI app served by the Airflow API server under ``/fraud-models/``, shown in the UI's navigation as an
 external view. Only the Airflow login can open it (the UI's session cookie, or a bearer token). The data
-comes from :func:`training_lib.model_status.platform_status`; this file only renders it.
+comes from :func:`training_lib.monitoring.model_status.platform_status`; this file only renders it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ app = FastAPI(title="Fraud models", description="Champion, challenger, alias his
 
 def _status() -> dict[str, Any]:
     from training_lib.config import load_settings
-    from training_lib.model_status import platform_status
+    from training_lib.monitoring.model_status import platform_status
 
     return platform_status(load_settings())
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.airflow_client import AirflowClient
 from training_lib.config import Settings, load_settings
+from training_lib.local.airflow_client import AirflowClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ class StackHandle:
     def cli(self, command: str, timeout: float = 300.0) -> subprocess.CompletedProcess:
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "training_lib.stack", command, "--timeout", "180"],
+            [sys.executable, "-m", "training_lib.local.stack", command, "--timeout", "180"],
             env=self.env,
             capture_output=True,
             text=True,

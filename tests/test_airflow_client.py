@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from training_lib import airflow_client
-from training_lib.airflow_client import AirflowApiError, AirflowClient
+from training_lib.local import airflow_client
+from training_lib.local.airflow_client import AirflowApiError, AirflowClient
 
 CLIENT_TIMEOUT_S = 0.3
 SLOW_S = 0.6  # longer than the client waits

@@ -35,10 +35,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from training_lib.config import load_settings
-from training_lib.quality import REASON, SOURCE_FILE, SOURCE_LINE
-from training_lib.schema import CATEGORIES, TRANSACTION_COLUMN_NAMES
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import (
+from training_lib.ingestion.quality import REASON, SOURCE_FILE, SOURCE_LINE
+from training_lib.ingestion.schema import CATEGORIES, TRANSACTION_COLUMN_NAMES
+from training_lib.lake.storage import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -50,6 +49,7 @@ from training_lib.storage import (
     PartitionNotFound,
     partition_prefix,
 )
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,9 +7,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-from training_lib.storage import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
-from training_lib.train import seed_champion
+from training_lib.lake.storage import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
+from training_lib.modeling.train import seed_champion
+from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def champion_version(local_stack, lake) -> str:
 
 @pytest.fixture(scope="module")
 def scored(local_stack, lake, champion_version) -> dict:
-    from training_lib.scoring import score_day
+    from training_lib.scoring.batch import score_day
 
     return score_day(local_stack.settings, SCORED, run_id="test-run-1")
 
@@ -72,7 +72,7 @@ def test_one_row_per_validated_transaction_all_with_the_champion(lake, simulator
 
 
 def test_decisions_follow_the_stored_threshold(local_stack, lake, scored) -> None:
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     registry = Registry(local_stack.settings)
     threshold = registry.threshold(registry.champion())
@@ -107,7 +107,7 @@ def test_card_tokens_are_stable_and_hold_no_card_number(lake, simulator, scored)
 
 
 def test_rerunning_a_day_leaves_the_partition_unchanged(local_stack, lake, scored) -> None:
-    from training_lib.scoring import score_day
+    from training_lib.scoring.batch import score_day
 
     manifest = lake.partition_manifest(PREDICTIONS, SCORED)
     before = {key: lake.get_bytes(key) for key in manifest["files"]}
@@ -120,7 +120,7 @@ def test_rerunning_a_day_leaves_the_partition_unchanged(local_stack, lake, score
 
 
 def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored) -> None:
-    from training_lib.scoring import load_champion, score_day
+    from training_lib.scoring.batch import load_champion, score_day
 
     champion = load_champion(local_stack.settings)
     real = champion.model
@@ -146,7 +146,7 @@ def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored
 def test_shards_give_the_predictions_of_one_shard_row_for_row(local_stack, lake, scored) -> None:
     import pandas as pd
 
-    from training_lib.scoring import IncompleteScoring, commit_scoring, plan_scoring, score_day, score_shard
+    from training_lib.scoring.batch import IncompleteScoring, commit_scoring, plan_scoring, score_day, score_shard
 
     settings = local_stack.settings
     one = score_day(dataclasses.replace(settings, scoring_shard_rows=10**7), SCORED, run_id="test-one-shard")
@@ -172,7 +172,7 @@ def test_shards_give_the_predictions_of_one_shard_row_for_row(local_stack, lake,
 def test_moving_the_alias_between_runs_changes_the_model_version(local_stack, lake, champion_version, scored) -> None:
     from mlflow import MlflowClient
 
-    from training_lib.scoring import commit_scoring, plan_scoring, score_day, score_shard
+    from training_lib.scoring.batch import commit_scoring, plan_scoring, score_day, score_shard
 
     settings = local_stack.settings
     second = _train(settings, window=4)
@@ -191,8 +191,8 @@ def test_moving_the_alias_between_runs_changes_the_model_version(local_stack, la
 def test_batch_score_dag_scores_a_day_end_to_end(local_stack, lake, simulator, scored) -> None:
     from sklearn.metrics import average_precision_score
 
-    from training_lib.registry import Registry
-    from training_lib.scoring import score_day
+    from training_lib.modeling.registry import Registry
+    from training_lib.scoring.batch import score_day
 
     labelled_day = DAYS[-2]  # after every champion's window, scored, then labelled: the DAG's monitoring evaluates it
     publish_validated_days(lake, simulator, [labelled_day], labelled=[labelled_day])

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.airflow_client import AirflowClient
-from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-from training_lib.storage import PREDICTIONS, Lake
+from training_lib.lake.storage import PREDICTIONS, Lake
+from training_lib.local.airflow_client import AirflowClient
+from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
@@ -105,7 +105,7 @@ def seeded(local_stack) -> Lake:
 
 
 def _registry(local_stack):
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     return Registry(local_stack.settings)
 

@@ -12,10 +12,7 @@ from datetime import date
 import pytest
 from pii_scan import PiiScanner, ScanReport
 
-from training_lib.demo import FAST, DemoDriver, format_summary
-from training_lib.simulate import Simulator
-from training_lib.stack import LOOPBACK, LocalStack, listening_addresses
-from training_lib.storage import (
+from training_lib.lake.storage import (
     AUDIT_REGISTRY,
     LABELS,
     LANDING_TRANSACTIONS,
@@ -31,13 +28,16 @@ from training_lib.storage import (
     partition_prefix,
     s3_client,
 )
-from training_lib.train import DATASETS
+from training_lib.local.demo import FAST, DemoDriver, format_summary
+from training_lib.local.stack import LOOPBACK, LocalStack, listening_addresses
+from training_lib.modeling.train import DATASETS
+from training_lib.simulation.simulate import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STACK_SETTINGS = dict(FAST.profile)  # the stack's processes run with the demo's scenario settings
 PLAN = FAST
-# Where card numbers and names may live (training_lib/storage.py): files as delivered, validated rows and
+# Where card numbers and names may live (training_lib/lake/storage.py): files as delivered, validated rows and
 # quarantined rows. The label store (LABELS: trans_num, is_fraud, confirmed_at) holds none and is scanned.
 PRIVATE_ZONES = ("landing/", "validated/", "quarantine/")
 LISTEN_SAMPLE_S = 2.0
@@ -86,7 +86,7 @@ def simulator(local_stack) -> Simulator:
 
 
 def _registry(local_stack):
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     return Registry(local_stack.settings)
 

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from training_lib.config import load_settings
-from training_lib.demo import FAST, FULL, DemoPlan, demo_settings, format_summary, recovery
+from training_lib.local.demo import FAST, FULL, DemoPlan, demo_settings, format_summary, recovery
 
 
 @pytest.mark.parametrize("plan", [FULL, FAST], ids=["full", "fast"])

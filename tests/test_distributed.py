@@ -1,6 +1,6 @@
 """The scale-out topology for real: PostgreSQL, Redis, Airflow's CeleryExecutor with two workers.
 
-``make up-distributed`` on this machine (training_lib/stack.py with ``FRAUD_CELERY_WORKERS``), on free
+``make up-distributed`` on this machine (training_lib/local/stack.py with ``FRAUD_CELERY_WORKERS``), on free
 ports. A simulated day goes through ``transactions_daily`` and the sharded ``batch_score`` on the Celery
 workers, and the same day through the same DAGs on a LocalExecutor Airflow (the `make up` topology) that
 shares the S3 server and the MLflow registry (so both score with the very same champion) but writes its
@@ -21,9 +21,7 @@ import pytest
 from conftest import StackHandle, free_port, stack_environment, start_stack
 
 from training_lib.config import DUMMY_S3_KEY
-from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-from training_lib.stack import StackPaths
-from training_lib.storage import (
+from training_lib.lake.storage import (
     LANDING_TRANSACTIONS,
     PREDICTIONS,
     QUARANTINE_TRANSACTIONS,
@@ -32,7 +30,9 @@ from training_lib.storage import (
     ensure_bucket,
     partition_prefix,
 )
-from training_lib.train import seed_champion
+from training_lib.local.stack import StackPaths
+from training_lib.modeling.train import seed_champion
+from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,19 +12,16 @@ import pandas as pd
 import pytest
 
 from training_lib.config import Settings
-from training_lib.drift import (
-    CATEGORICAL_METHOD,
+from training_lib.ingestion.schema import CATEGORIES, PII_COLUMNS, TRANSACTION_COLUMN_NAMES
+from training_lib.modeling.reference import (
     DRIFT_CATEGORICAL_COLUMNS,
     DRIFT_COLUMNS,
     DRIFT_NUMERIC_COLUMNS,
-    NUMERIC_METHOD,
-    DriftResult,
     build_reference,
     drift_view,
-    run_drift_report,
     sample_rows,
 )
-from training_lib.schema import CATEGORIES, PII_COLUMNS, TRANSACTION_COLUMN_NAMES
+from training_lib.monitoring.drift import CATEGORICAL_METHOD, NUMERIC_METHOD, DriftResult, run_drift_report
 
 FIRST_NAMES = ("Thaddeus", "Ottoline", "Ermengarde", "Leopoldine", "Casimir", "Philomena", "Evander", "Rosalind")
 LAST_NAMES = ("Quisenberry", "Vanterpool", "Okonkwo", "Szczepanski", "Featherstonhaugh", "Abernathy", "Lindqvist")
@@ -266,7 +263,7 @@ def test_entirely_null_column_is_reported_not_computed(reference: pd.DataFrame) 
 @pytest.fixture(scope="module")
 def lake_settings(moto_endpoint: str) -> Settings:
     from training_lib.config import load_settings
-    from training_lib.storage import ensure_bucket
+    from training_lib.lake.storage import ensure_bucket
 
     settings = load_settings(
         {
@@ -283,9 +280,9 @@ def test_bootstrap_reference_of_a_day_is_the_same_when_the_day_is_rerun(lake_set
     """A backfill re-runs the first days after the reference was frozen: each day keeps its first reference."""
     from datetime import timedelta
 
-    from training_lib.ingest import BOOTSTRAP_REFERENCE_KEY, bootstrap_reference
-    from training_lib.schema import to_validated_arrow
-    from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.ingestion.schema import to_validated_arrow
+    from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.monitoring.daily_drift import BOOTSTRAP_REFERENCE_KEY, bootstrap_reference
 
     lake = Lake(lake_settings)
     days = [SAMPLE_DAY + timedelta(days=i) for i in range(4)]
@@ -326,7 +323,8 @@ def test_the_summary_is_the_same_in_every_process() -> None:
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
         "from test_drift import synthetic_transactions;"
-        "from training_lib.drift import build_reference, run_drift_report;"
+        "from training_lib.modeling.reference import build_reference;"
+        "from training_lib.monitoring.drift import run_drift_report;"
         "reference = build_reference([synthetic_transactions(3000, seed=1)]);"
         "summary = run_drift_report(synthetic_transactions(3000, seed=2), reference, 0.5).summary;"
         "print(json.dumps(summary, sort_keys=True))"

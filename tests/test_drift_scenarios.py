@@ -11,8 +11,9 @@ from datetime import date, timedelta
 import pytest
 
 from training_lib.config import load_settings
-from training_lib.drift import build_reference, run_drift_report
-from training_lib.simulate import SimulationConfig, Simulator
+from training_lib.modeling.reference import build_reference
+from training_lib.monitoring.drift import run_drift_report
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 START = date(2026, 4, 1)
 REFERENCE_DAYS = 3

@@ -29,10 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
-from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-from training_lib.stack import StackPaths, http_ok, process_alive, recorded_pid, stop_processes
-from training_lib.storage import (
+from training_lib.lake.storage import (
     AUDIT_REGISTRY,
     LANDING_TRANSACTIONS,
     MANIFEST_NAME,
@@ -42,6 +39,9 @@ from training_lib.storage import (
     Lake,
     partition_prefix,
 )
+from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
+from training_lib.local.stack import StackPaths, http_ok, process_alive, recorded_pid, stop_processes
+from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -148,7 +148,7 @@ def _audit_snapshot(lake: Lake, model: str) -> dict[str, bytes]:
 
 
 def _registry(settings):
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     return Registry(settings)
 

@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training_lib.features import (
+from training_lib.ingestion.schema import PII_COLUMNS, TRANSACTION_COLUMN_NAMES, to_validated_arrow
+from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+from training_lib.modeling.features import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
     HISTORY_DAYS,
@@ -34,9 +36,7 @@ from training_lib.features import (
     load_history,
     row_features,
 )
-from training_lib.schema import PII_COLUMNS, TRANSACTION_COLUMN_NAMES, to_validated_arrow
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import VALIDATED_TRANSACTIONS, Lake
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 NEW_YORK = (40.7128, -74.0060)
 LOS_ANGELES = (34.0522, -118.2437)
@@ -364,7 +364,7 @@ def test_fraud_sprees_have_much_higher_velocity() -> None:
 @pytest.fixture(scope="module")
 def lake(moto_endpoint: str) -> Lake:
     from training_lib.config import load_settings
-    from training_lib.storage import ensure_bucket
+    from training_lib.lake.storage import ensure_bucket
 
     settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": "features"})
     ensure_bucket(settings)

@@ -13,8 +13,8 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from training_lib.config import PROJECT_ROOT
-from training_lib.features import build_features
-from training_lib.fitting import (
+from training_lib.modeling.features import build_features
+from training_lib.modeling.fitting import (
     SearchSpace,
     alert_rate,
     choose_threshold,
@@ -25,7 +25,7 @@ from training_lib.fitting import (
     search,
     threshold_at_rate,
 )
-from training_lib.simulate import SimulationConfig, Simulator
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 START = date(2026, 2, 1)
 CHANGE = 9  # the fraud ring starts on the 10th day: inside the test days of a 12-day window

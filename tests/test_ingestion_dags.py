@@ -11,8 +11,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import (
+from training_lib.lake.storage import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -23,6 +22,7 @@ from training_lib.storage import (
     Lake,
     partition_prefix,
 )
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from training_lib.airflow_client import AirflowApiError, AirflowClient
-from training_lib.stack import (
+from training_lib.lake.storage import s3_client
+from training_lib.local.airflow_client import AirflowApiError, AirflowClient
+from training_lib.local.stack import (
     StackPaths,
     airflow_health,
     listening_addresses,
@@ -23,7 +24,6 @@ from training_lib.stack import (
     recorded_pid,
     session_members,
 )
-from training_lib.storage import s3_client
 
 pytestmark = pytest.mark.integration
 

@@ -12,16 +12,16 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from training_lib.config import Settings, load_settings
-from training_lib.monitoring import (
+from training_lib.ingestion.schema import label_arrow_schema
+from training_lib.lake.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake, ensure_bucket
+from training_lib.monitoring.performance import (
     below_floor_check,
     judge_performance,
     matured_scored_days,
     realized_quality,
     summary_key,
 )
-from training_lib.schema import label_arrow_schema
-from training_lib.scoring import prediction_schema
-from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake, ensure_bucket
+from training_lib.scoring.batch import prediction_schema
 
 DAY = date(2024, 3, 1)
 PREDICTION_SCHEMA = prediction_schema()  # exactly what batch scoring writes
@@ -254,7 +254,7 @@ def test_days_of_other_versions_and_unmeasured_days_never_count() -> None:
 
 
 def test_a_degraded_champion_triggers_once_per_newly_matured_day(monkeypatch: pytest.MonkeyPatch) -> None:
-    from training_lib import monitoring
+    from training_lib.monitoring import performance as monitoring
 
     settings = load_settings({})
     status = judge([performance(9, "2", 0.5), performance(8, "2", 0.5), performance(7, "2", 0.5)])

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from training_lib.quality import (
+from training_lib.ingestion.quality import (
     REASON,
     SOURCE_FILE,
     SOURCE_LINE,
@@ -19,7 +19,7 @@ from training_lib.quality import (
     validate_labels,
     validate_transactions,
 )
-from training_lib.schema import CATEGORIES, TRANSACTION_COLUMN_NAMES
+from training_lib.ingestion.schema import CATEGORIES, TRANSACTION_COLUMN_NAMES
 
 DAY = date(2026, 3, 1)
 HEADER = ["", *TRANSACTION_COLUMN_NAMES]

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from training_lib.config import Settings, load_settings
-from training_lib.registry import (
+from training_lib.lake.storage import AUDIT_REGISTRY, Lake, LakeError, ensure_bucket
+from training_lib.modeling.registry import (
     CHALLENGER,
     CHAMPION,
     THRESHOLD_TAG,
@@ -29,7 +30,6 @@ from training_lib.registry import (
     decide,
     gate_decision,
 )
-from training_lib.storage import AUDIT_REGISTRY, Lake, LakeError, ensure_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -428,7 +428,7 @@ def test_rollback_onto_the_challenger_removes_that_alias(registry: Registry) -> 
 
 
 def test_audit_log_is_append_only_and_chronological(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import training_lib.registry as registry_module
+    import training_lib.modeling.registry as registry_module
 
     lake = Lake(settings)
     audit = AuditLog(lake, settings.model_name)
@@ -539,11 +539,11 @@ def test_unwritable_audit_log_is_reported_as_an_unaudited_move(registry: Registr
     assert (moved["alias"], moved["registry_version"], moved["audited_version"]) == (CHAMPION, v1, None)
 
 
-# -- what the "Fraud models" page shows (training_lib.model_status) ---------------------------------------------------
+# -- what the "Fraud models" page shows (training_lib.monitoring.model_status) -----------------------------------------
 
 
 def test_platform_status_before_any_model(settings: Settings) -> None:
-    from training_lib.model_status import platform_status
+    from training_lib.monitoring.model_status import platform_status
 
     status = platform_status(settings)
     assert status["champion"] is None and status["challenger"] is None
@@ -556,8 +556,8 @@ def test_platform_status_shows_aliases_history_and_moves_outside_the_platform(
 ) -> None:
     from datetime import date
 
-    from training_lib.model_status import platform_status
-    from training_lib.storage import REPORTS_DRIFT, REPORTS_QUALITY
+    from training_lib.lake.storage import REPORTS_DRIFT, REPORTS_QUALITY
+    from training_lib.monitoring.model_status import platform_status
 
     v1, v2 = make_versions(registry, 2)
     promote_first(registry, v1, 0.7)

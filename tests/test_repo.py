@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-import training_lib.stack as stack_module
+import training_lib.local.stack as stack_module
 from training_lib.config import Settings, describe_settings, load_settings
-from training_lib.stack import AIRFLOW_COMPONENTS, LocalStack, Service
+from training_lib.local.stack import AIRFLOW_COMPONENTS, LocalStack, Service
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_code_is_ruff_clean() -> None:
 
 # ---------------------------------------------------------------- docker-compose.yaml vs the local distributed stack
 #
-# docker-compose.yaml is the scale-out topology in containers; `make up-distributed` (training_lib/stack.py with
+# docker-compose.yaml is the scale-out topology in containers; `make up-distributed` (training_lib/local/stack.py with
 # FRAUD_CELERY_WORKERS=N) is the same topology as local processes. These tests build the local one in-process
 # (nothing is started) and compare: services, published ports, commands, environment variable names and values,
 # connection URLs. Every deliberate difference is listed below with its reason.
@@ -122,7 +122,7 @@ PUBLISHED = {"minio", "mlflow", "airflow-api-server"}  # PostgreSQL and Redis st
 
 # Environment names a compose service may set that are neither AIRFLOW__* nor platform settings (describe_settings).
 LIBRARY_ENV = {
-    "AWS_ENDPOINT_URL_S3": "boto3 and pyarrow follow it to the S3 endpoint (training_lib.stack.platform_env)",
+    "AWS_ENDPOINT_URL_S3": "boto3 and pyarrow follow it to the S3 endpoint (training_lib.local.stack.platform_env)",
     "MLFLOW_S3_ENDPOINT_URL": "MLflow's S3 artifact store follows it (platform_env)",
     "GX_ANALYTICS_ENABLED": "Great Expectations telemetry off (platform_env)",
     "PYTHONUNBUFFERED": "log lines reach the log at once (platform_env)",
@@ -214,8 +214,8 @@ def _options(argv: list[str]) -> dict[str, str | bool]:
 
 
 def _after_supervise(argv: list[str]) -> list[str]:
-    """The supervised command of a local Airflow service (``python -m training_lib.supervise -- <argv>``)."""
-    assert argv[1:4] == ["-m", "training_lib.supervise", "--"], argv
+    """The supervised command of a local Airflow service (``python -m training_lib.local.supervise -- <argv>``)."""
+    assert argv[1:4] == ["-m", "training_lib.local.supervise", "--"], argv
     return argv[4:]
 
 
@@ -363,7 +363,7 @@ def test_compose_airflow_component_runs_the_local_command(local: LocalTopology, 
     compose = SERVICES[f"airflow-{component}"]
     assert Path(local_argv[0]).name == "airflow"
     assert [_resolve(arg) for arg in compose["command"]] == ["airflow", *local_argv[1:]]
-    assert compose["restart"] == "unless-stopped", "what training_lib.supervise does locally"
+    assert compose["restart"] == "unless-stopped", "what training_lib.local.supervise does locally"
     assert compose["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
     assert SERVICES["airflow-init"]["command"] == ["airflow", "db", "migrate"]  # what `up` runs before them
 

@@ -18,8 +18,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import (
+from training_lib.lake.storage import (
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
     PREDICTIONS,
@@ -28,6 +27,7 @@ from training_lib.storage import (
     partition_prefix,
     s3_client,
 )
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2700)]
 
@@ -153,7 +153,7 @@ def test_a_second_identical_backfill_rewrites_the_same_reports(first_backfill, s
 
 @pytest.fixture(scope="module")
 def promoted(local_stack, client, second_backfill) -> dict:
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     client.set_paused("retrain", False)
     run = client.trigger("retrain", {})
@@ -166,7 +166,7 @@ def promoted(local_stack, client, second_backfill) -> dict:
 def test_rerunning_the_retrain_run_moves_no_alias_again(local_stack, lake: Lake, client, promoted) -> None:
     from mlflow import MlflowClient
 
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     settings = local_stack.settings
     registry = Registry(settings)
@@ -180,7 +180,7 @@ def test_rerunning_the_retrain_run_moves_no_alias_again(local_stack, lake: Lake,
     rerun = client.rerun("retrain", run_id, timeout=1200)
     states = {ti["task_id"]: ti["state"] for ti in client.task_instances("retrain", run_id)}
     assert rerun["state"] == "success", states
-    assert states["decide.signal_promotion"] == "skipped"  # its promotion was signalled by the first try
+    assert states["signal_promotion"] == "skipped"  # its promotion was signalled by the first try
     assert registry.history() == promoted["history"]  # no second audit entry
     assert registry.aliases() == promoted["aliases"]
     again = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(f"name='{settings.model_name}'")

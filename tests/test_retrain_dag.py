@@ -14,9 +14,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
-from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-from training_lib.storage import AUDIT_REGISTRY, Lake
+from training_lib.lake.storage import AUDIT_REGISTRY, Lake
+from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
+from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ def _run(client: AirflowClient, dag_id: str, conf: dict, timeout: float = 900) -
 
 
 def _registry(local_stack):
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     return Registry(local_stack.settings)
 
@@ -145,7 +145,7 @@ def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_sta
     assert run["run_type"] == "asset_triggered"
     states = _task_states(client, "retrain", run)
     assert states["check_cooldown"] == "success"
-    assert states["build_dataset.snapshot"] == "skipped"
+    assert states["build_dataset"] == "skipped"
     assert _aliases(local_stack) == {"champion": "1", "challenger": "2"}
 
 

@@ -13,11 +13,11 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from training_lib.config import PROJECT_ROOT
-from training_lib.features import build_features
-from training_lib.fitting import fit_window, load_search_space, predict
-from training_lib.registry import decide
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.train import split_days
+from training_lib.modeling.features import build_features
+from training_lib.modeling.fitting import fit_window, load_search_space, predict
+from training_lib.modeling.registry import decide
+from training_lib.modeling.train import split_days
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = pytest.mark.slow
 

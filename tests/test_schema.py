@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training_lib.schema import (
+from training_lib.ingestion.schema import (
     PII_COLUMNS,
     TRANSACTION_COLUMN_NAMES,
     SchemaError,

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pytest
 
 from training_lib.config import Settings, load_settings
+from training_lib.lake.storage import PREDICTIONS, REPORTS_SCORING, Lake, ensure_bucket
 from training_lib.privacy import card_tokens
-from training_lib.scoring import (
+from training_lib.scoring.batch import (
     Champion,
     IncompleteScoring,
     _read_spill,
@@ -28,8 +29,7 @@ from training_lib.scoring import (
     score_day,
     score_shard,
 )
-from training_lib.simulate import SimulationConfig, Simulator, publish_validated_days
-from training_lib.storage import PREDICTIONS, REPORTS_SCORING, Lake, ensure_bucket
+from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
 KEY = b"spill-test-key"
 BUCKET = "scoring-test"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from training_lib.config import process_environment
-from training_lib.schema import (
+from training_lib.ingestion.schema import (
     CATEGORIES,
     LABEL_COLUMN_NAMES,
     ONLINE_CATEGORIES,
@@ -21,7 +21,7 @@ from training_lib.schema import (
     read_labels,
     read_transactions,
 )
-from training_lib.simulate import MALFORMED_KINDS, SimulationConfig, Simulator, is_luhn_valid
+from training_lib.simulation.simulate import MALFORMED_KINDS, SimulationConfig, Simulator, is_luhn_valid
 
 REPO = Path(__file__).resolve().parents[1]
 START = date(2026, 1, 1)
@@ -373,7 +373,7 @@ def test_cli_writes_the_landing_layout_and_a_kaggle_file(tmp_path: Path) -> None
     command = [
         sys.executable,
         "-m",
-        "training_lib.simulate",
+        "training_lib.simulation.simulate",
         "--start",
         "2026-03-01",
         "--days",
@@ -420,7 +420,7 @@ def test_cli_writes_the_landing_layout_and_a_kaggle_file(tmp_path: Path) -> None
 
 
 def test_cli_requires_a_destination() -> None:
-    command = [sys.executable, "-m", "training_lib.simulate", "--start", "2026-03-01"]
+    command = [sys.executable, "-m", "training_lib.simulation.simulate", "--start", "2026-03-01"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=process_environment(), timeout=60)
     assert result.returncode == 2 and "--out" in result.stderr
 
@@ -428,9 +428,9 @@ def test_cli_requires_a_destination() -> None:
 def test_cli_writes_to_the_lake_bucket(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from moto.server import ThreadedMotoServer
 
-    from training_lib import simulate
     from training_lib.config import load_settings
-    from training_lib.storage import ensure_bucket, s3_client
+    from training_lib.lake.storage import ensure_bucket, s3_client
+    from training_lib.simulation import simulate
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()

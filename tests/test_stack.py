@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from training_lib.config import load_settings
-from training_lib.stack import (
+from training_lib.local.stack import (
     LocalStack,
     Service,
     StackError,

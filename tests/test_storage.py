@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from training_lib.config import Settings, load_settings
-from training_lib.storage import (
+from training_lib.lake.storage import (
     Lake,
     LakeError,
     LakeKeyError,

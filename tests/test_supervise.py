@@ -1,4 +1,4 @@
-"""training_lib.supervise with real processes: restart on death, stop on SIGTERM, give up on a crash loop."""
+"""training_lib.local.supervise with real processes: restart on death, stop on SIGTERM, give up on a crash loop."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from training_lib.stack import process_alive, session_members
+from training_lib.local.stack import process_alive, session_members
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _supervise(tmp_path: Path, script: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "training_lib.supervise", "--", sys.executable, "-c", script],
+        [sys.executable, "-m", "training_lib.local.supervise", "--", sys.executable, "-c", script],
         cwd=REPO,
         stdout=(tmp_path / "out.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from training_lib.config import load_settings
-from training_lib.train import PERFORMANCE, NotEnoughData, cooldown_days, cooldown_remaining, split_days
+from training_lib.modeling.train import PERFORMANCE, NotEnoughData, cooldown_days, cooldown_remaining, split_days
 
 
 def days(n: int) -> list[date]:

@@ -17,9 +17,10 @@ import pyarrow.parquet  # noqa: F401
 import sklearn  # noqa: F401
 import xgboost  # noqa: F401
 
-import training_lib.drift
-import training_lib.ingest
-import training_lib.quality
-import training_lib.registry
-import training_lib.scoring
-import training_lib.train  # noqa: F401
+import training_lib.ingestion.ingest
+import training_lib.ingestion.quality
+import training_lib.modeling.registry
+import training_lib.modeling.train
+import training_lib.monitoring.daily_drift
+import training_lib.monitoring.drift
+import training_lib.scoring.batch  # noqa: F401

@@ -29,7 +29,7 @@ Labels arrive late: :meth:`Simulator.labels` for ``day`` confirms every transact
 ``label_delay_days`` earlier. ``unix_time`` is the true Unix time of ``trans_date_trans_time``
 (Sparkov's own is shifted by years; nothing here depends on that quirk).
 
-CLI: ``python -m training_lib.simulate --start 2026-01-01 --days 30 --out DIR`` (or ``--to-lake``,
+CLI: ``python -m training_lib.simulation.simulate --start 2026-01-01 --days 30 --out DIR`` (or ``--to-lake``,
 or ``--kaggle FILE``); see ``--help``.
 """
 
@@ -51,8 +51,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training_lib.config import Settings, load_settings
-from training_lib.schema import CATEGORIES, LABEL_COLUMN_NAMES, ONLINE_CATEGORIES, TRANSACTION_COLUMN_NAMES
-from training_lib.storage import LANDING_LABELS, LANDING_TRANSACTIONS, Lake, partition_prefix, s3_client
+from training_lib.ingestion.schema import CATEGORIES, LABEL_COLUMN_NAMES, ONLINE_CATEGORIES, TRANSACTION_COLUMN_NAMES
+from training_lib.lake.storage import LANDING_LABELS, LANDING_TRANSACTIONS, Lake, partition_prefix, s3_client
 
 DayRef = date | int  # a calendar day, or an offset in days from SimulationConfig.start
 
@@ -793,7 +793,7 @@ class Simulator:
     def transactions(self, day: date) -> pd.DataFrame:
         """The day's transactions in the canonical schema (is_fraud is the ground truth), sorted by time.
 
-        Dtypes are those :func:`training_lib.schema.normalise` produces. Always clean: a quality
+        Dtypes are those :func:`training_lib.ingestion.schema.normalise` produces. Always clean: a quality
         incident only exists in :meth:`transactions_text`.
         """
         arrays = self.day_arrays(day)
@@ -981,8 +981,8 @@ def publish_validated_days(
     and, for the ``labelled`` ones, their labels confirmed the same day. Returns the rows published."""
     import pyarrow as pa
 
-    from training_lib.schema import label_arrow_schema, to_validated_arrow
-    from training_lib.storage import LABELS, VALIDATED_TRANSACTIONS
+    from training_lib.ingestion.schema import label_arrow_schema, to_validated_arrow
+    from training_lib.lake.storage import LABELS, VALIDATED_TRANSACTIONS
 
     rows = 0
     for day in days:
@@ -1024,7 +1024,7 @@ def _day_and_number(text: str) -> tuple[DayRef, float]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training_lib.simulate",
+        prog="python -m training_lib.simulation.simulate",
         description="Simulate daily card transactions (Sparkov/Kaggle layout) and their late labels.",
     )
     parser.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD")

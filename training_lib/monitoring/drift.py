@@ -1,14 +1,8 @@
-"""Daily data-drift report: a day's validated transactions against a reference sample, with Evidently.
+"""Daily data-drift report: a day's monitored columns against a reference sample, with Evidently.
 
-Only model-relevant features are monitored (:data:`DRIFT_COLUMNS`, computed by
-:func:`training_lib.features.row_features`), never identifying columns: the HTML report and the
-summary cannot contain a card number or a name because none goes in.
-
-* :func:`drift_view` turns validated transactions into the monitored columns;
-* :func:`build_reference` makes the reference sample (the caller stores it as Parquet with a champion
-  model, or from the first validated days before there is one);
-* :func:`run_drift_report` compares a day with the reference and returns Evidently's HTML and a
-  JSON-serialisable summary whose numbers are read from the Evidently snapshot.
+:func:`run_drift_report` compares a day with the reference (both drift views of
+:mod:`training_lib.modeling.reference`: model features only, never identifying columns) and returns
+Evidently's HTML and a JSON-serialisable summary whose numbers are read from the Evidently snapshot.
 
 Both sides are sampled uniformly and deterministically to at most ``max_rows`` rows, so a day of a
 million transactions takes seconds. Methods are fixed (normed Wasserstein for numeric columns,
@@ -21,23 +15,24 @@ and reported as not computed. ``import evidently`` takes seconds: it happens ins
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from training_lib.features import row_features
+from training_lib.modeling.reference import (
+    DEFAULT_MAX_ROWS,
+    DRIFT_CATEGORICAL_COLUMNS,
+    DRIFT_COLUMNS,
+    DRIFT_NUMERIC_COLUMNS,
+    as_drift_view,
+    sample_rows,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DRIFT_NUMERIC_COLUMNS: tuple[str, ...] = ("amt", "hour", "age_years", "distance_km", "city_pop")
-DRIFT_CATEGORICAL_COLUMNS: tuple[str, ...] = ("category", "gender")
-DRIFT_COLUMNS: tuple[str, ...] = DRIFT_NUMERIC_COLUMNS + DRIFT_CATEGORICAL_COLUMNS
-
 NUMERIC_METHOD = "wasserstein"  # Evidently's normed Wasserstein distance: drift when score >= threshold
 CATEGORICAL_METHOD = "jensenshannon"  # Jensen-Shannon distance: drift when score >= threshold
-DEFAULT_MAX_ROWS = 50_000
 # Evidently sums a categorical distance in set order, which follows Python's per-process hash seed: the
 # last digits of a score change from one process to the next. Scores are reported to 10 significant digits.
 SCORE_SIGNIFICANT_DIGITS = 10
@@ -56,68 +51,6 @@ class DriftResult:
     @property
     def drift_detected(self) -> bool:
         return bool(self.summary["drift_detected"])
-
-
-def _normalise_view(view: pd.DataFrame) -> pd.DataFrame:
-    """Only DRIFT_COLUMNS, numeric as float64 and categorical as object (Evidently rejects nullable dtypes)."""
-    import numpy as np
-    import pandas as pd
-
-    out = pd.DataFrame(index=view.index)
-    for column in DRIFT_NUMERIC_COLUMNS:
-        out[column] = pd.to_numeric(view[column], errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
-    for column in DRIFT_CATEGORICAL_COLUMNS:
-        out[column] = view[column].astype("object").where(view[column].notna(), np.nan)
-    return out
-
-
-def _is_drift_view(frame: pd.DataFrame) -> bool:
-    return all(column in frame.columns for column in DRIFT_COLUMNS)
-
-
-def drift_view(validated: pd.DataFrame) -> pd.DataFrame:
-    """Validated transactions (canonical columns) → only the monitored columns, :data:`DRIFT_COLUMNS`."""
-    return _normalise_view(row_features(validated))
-
-
-def as_drift_view(frame: pd.DataFrame) -> pd.DataFrame:
-    """A drift view as it is, or validated transactions turned into one (decided by the columns present)."""
-    return _normalise_view(frame) if _is_drift_view(frame) else drift_view(frame)
-
-
-def sample_rows(frame: pd.DataFrame, max_rows: int = DEFAULT_MAX_ROWS, seed: int = 0) -> pd.DataFrame:
-    """A uniform random sample of ``max_rows`` rows (without replacement, in original order), or the frame itself.
-
-    Deterministic: the same frame length, ``max_rows`` and ``seed`` always pick the same positions.
-    """
-    import numpy as np
-
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
-    if len(frame) <= max_rows:
-        return frame
-    positions = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
-    return frame.iloc[positions]
-
-
-def build_reference(
-    frames_or_frame: pd.DataFrame | Iterable[pd.DataFrame],
-    max_rows: int = DEFAULT_MAX_ROWS,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """A reference sample (drift view, at most ``max_rows`` rows) from one or several days of validated data.
-
-    Each input may be validated transactions or already a drift view. The sample is uniform over all
-    rows of all inputs; the result has a fresh RangeIndex, ready to be stored as Parquet.
-    """
-    import pandas as pd
-
-    frames = [frames_or_frame] if isinstance(frames_or_frame, pd.DataFrame) else list(frames_or_frame)
-    views = [as_drift_view(frame) for frame in frames if len(frame)]
-    if not views:
-        raise ValueError("build_reference: no rows (every input frame is empty or none was given)")
-    combined = views[0] if len(views) == 1 else pd.concat(views, ignore_index=True)
-    return sample_rows(combined, max_rows, seed).reset_index(drop=True)
 
 
 def _prepare(frame: pd.DataFrame, side: str, max_rows: int, seed: int) -> pd.DataFrame:

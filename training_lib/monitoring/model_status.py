@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from training_lib.config import Settings
-from training_lib.storage import REPORTS_DRIFT, REPORTS_QUALITY, REPORTS_SCORING, Lake
+from training_lib.lake.storage import REPORTS_DRIFT, REPORTS_QUALITY, REPORTS_SCORING, Lake
 
 VERSION_TAGS = ("decision", "reason", "decided_at", "decided_by", "test_pr_auc", "threshold", "training_window")
 RUN_METRICS = (
@@ -79,7 +79,7 @@ def platform_status(settings: Settings, *, days: int = 7, lake: Lake | None = No
     """Champion, challenger, alias history (audit log), alias moves made outside the platform, latest reports.
 
     Works before the first model (no registered model, no audit entries) and on an empty lake."""
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     lake = lake or Lake(settings)
     registry = Registry(settings, lake=lake)

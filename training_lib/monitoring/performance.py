@@ -22,10 +22,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
-from training_lib.fitting import evaluate
+from training_lib.lake.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake
+from training_lib.modeling.fitting import evaluate
+from training_lib.modeling.train import MATURED_LABEL_SHARE, load_labels
 from training_lib.notify import Notification
-from training_lib.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake
-from training_lib.train import MATURED_LABEL_SHARE, load_labels
 
 if TYPE_CHECKING:
     import numpy as np
@@ -237,7 +237,7 @@ def champion_performance(settings: Settings, today: date, lake: Lake | None = No
     with ``pr_auc`` (mean over those days), ``reference`` (its evidence), ``degraded`` and ``reason``.
     ``dt`` is the day of data the judgement is as of (the newest labels it read), for the retrain it triggers.
     """
-    from training_lib.registry import Registry
+    from training_lib.modeling.registry import Registry
 
     lake = lake or Lake(settings)
     champion = Registry(settings, lake=lake).champion()
@@ -286,7 +286,7 @@ def performance_trigger(
 
     Emits only when the champion is degraded and one of the days it is judged on matured in this run, so a
     judgement triggers once, not every night."""
-    from training_lib.train import PERFORMANCE
+    from training_lib.modeling.train import PERFORMANCE
 
     status = champion_performance(settings, today, lake)
     if status is None:

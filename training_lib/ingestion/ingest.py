@@ -1,4 +1,4 @@
-"""Daily ingestion steps, one function per DAG task: validate, publish, drift, labels.
+"""Daily ingestion steps, one function per DAG task: validate and publish transactions, store labels.
 
 Each step takes the settings and the logical day, talks to the lake, and returns a small JSON-able dict
 (it travels as XCom and becomes Asset-event extra). No Airflow imports: the DAG files call these.
@@ -6,7 +6,6 @@ Each step takes the settings and the logical day, talks to the lake, and returns
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from datetime import date, timedelta
@@ -14,24 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from training_lib.config import Settings
-from training_lib.storage import (
+from training_lib.lake.storage import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
     QUARANTINE_LABELS,
     QUARANTINE_TRANSACTIONS,
-    REPORTS_DRIFT,
     REPORTS_QUALITY,
     VALIDATED_TRANSACTIONS,
     Lake,
-    PartitionNotFound,
 )
 
 log = logging.getLogger(__name__)
-
-BOOTSTRAP_REFERENCE_KEY = "reference/drift/bootstrap.parquet"
-CHAMPION_REFERENCE_ARTIFACT = "drift_reference/reference.parquet"
-LABELS_THROUGH_TAG = "labels_through"  # set by training on the model version: last label day it used
 
 
 class NoLandingData(RuntimeError):
@@ -67,7 +60,7 @@ def publish_quality_report(lake: Lake, day: date, summary: dict[str, Any], docs_
 
     The day's site is replaced, not merged: pages of an earlier validation of the day (GX names them by run
     time) are deleted once the new site is up, so a re-run leaves one site describing the latest validation."""
-    from training_lib.quality import data_docs_files
+    from training_lib.ingestion.quality import data_docs_files
 
     if docs_dir is not None:
         written = {
@@ -84,18 +77,18 @@ def validate_transactions_day(settings: Settings, day: date) -> dict[str, Any]:
 
     Writes the quality report first, so a day held back by the gate still explains itself. Above the
     quarantine-share limit the quarantined rows are published (row, file, line and reason, for whoever fixes
-    the feed), no validated row is, and :class:`~training_lib.quality.QualityGateError` says so.
+    the feed), no validated row is, and :class:`~training_lib.ingestion.quality.QualityGateError` says so.
     """
     import shutil
 
-    from training_lib.quality import (
+    from training_lib.ingestion.quality import (
         enforce_quarantine_limit,
         exceeds_quarantine_limit,
         quarantine_arrow,
         temporary_docs_dir,
         validate_transactions,
     )
-    from training_lib.schema import to_validated_arrow
+    from training_lib.ingestion.schema import to_validated_arrow
 
     lake = Lake(settings)
     files = _landing(lake, LANDING_TRANSACTIONS, day)
@@ -158,98 +151,6 @@ def publish_transactions_day(settings: Settings, validation: dict[str, Any]) -> 
 # --------------------------------------------------------------------------- drift
 
 
-def champion_reference(settings: Settings) -> tuple[Any, dict[str, Any]] | None:
-    """The drift reference sample logged with the champion model, if there is a champion."""
-    import tempfile
-
-    import pandas as pd
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from training_lib.registry import Registry
-
-    version = Registry(settings).champion()
-    if version is None:
-        return None
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            path = client.download_artifacts(version.run_id, CHAMPION_REFERENCE_ARTIFACT, folder)
-        except MlflowException:
-            log.warning(
-                "champion v%s has no %s; using the bootstrap reference", version.version, CHAMPION_REFERENCE_ARTIFACT
-            )
-            return None
-        frame = pd.read_parquet(path)
-    return frame, {"source": "champion", "model_version": version.version, "run_id": version.run_id}
-
-
-def bootstrap_reference(settings: Settings, lake: Lake, day: date) -> tuple[Any, dict[str, Any]] | None:
-    """Before the first model: the first validated days (frozen once ``drift_reference_days`` exist).
-
-    A day inside or before the frozen window is compared with the validated days before it, as on its first
-    run, so re-running an early day (a backfill) gives the same report instead of one against its own data."""
-    import pandas as pd
-
-    from training_lib.drift import build_reference
-
-    frozen = lake.get_json(BOOTSTRAP_REFERENCE_KEY + ".json", missing_ok=True)
-    if frozen and day.isoformat() > max(frozen["days"]):  # the JSON is written after the Parquet
-        frame = pd.read_parquet(io.BytesIO(lake.get_bytes(BOOTSTRAP_REFERENCE_KEY)))
-        return frame, {"source": "bootstrap", **frozen}
-    earlier = [d for d in lake.list_partitions(VALIDATED_TRANSACTIONS) if d < day][: settings.drift_reference_days]
-    if not earlier:
-        return None
-    frames = [lake.read_partition(VALIDATED_TRANSACTIONS, d).to_pandas() for d in earlier]
-    reference = build_reference(frames)
-    info: dict[str, Any] = {"days": [d.isoformat() for d in earlier], "rows": len(reference)}
-    if len(earlier) == settings.drift_reference_days:
-        info["frozen"] = True
-        if not frozen:
-            buffer = io.BytesIO()
-            reference.to_parquet(buffer, index=False)
-            lake.put_bytes(BOOTSTRAP_REFERENCE_KEY, buffer.getvalue())
-            lake.put_json(BOOTSTRAP_REFERENCE_KEY + ".json", info)
-    return reference, {"source": "bootstrap", **info}
-
-
-def drift_day(settings: Settings, day: date) -> dict[str, Any]:
-    """Evidently drift report of the validated day against the reference; HTML + JSON in reports/drift."""
-    from training_lib.drift import run_drift_report
-
-    lake = Lake(settings)
-    try:
-        current = lake.read_partition(VALIDATED_TRANSACTIONS, day).to_pandas()
-    except PartitionNotFound as exc:
-        raise RuntimeError(f"{day}: no validated partition to check for drift ({exc})") from exc
-    found = champion_reference(settings) or bootstrap_reference(settings, lake, day)
-    if found is None:
-        summary = {
-            "day": day.isoformat(),
-            "status": "no_reference",
-            "drift_detected": False,
-            "share": 0.0,
-            "threshold": settings.drift_threshold,
-            "drifted_columns": [],
-            "note": "first validated day: it becomes part of the reference",
-        }
-        lake.put_report(REPORTS_DRIFT, day, "summary.json", json.dumps(summary, indent=2))
-        return summary
-    reference, reference_info = found
-    result = run_drift_report(current, reference, settings.drift_threshold, day=day)
-    summary = {**result.summary, "status": "computed", "reference": reference_info}
-    summary["report_uri"] = lake.put_report(REPORTS_DRIFT, day, "report.html", result.html, "text/html")
-    lake.put_report(REPORTS_DRIFT, day, "summary.json", json.dumps(summary, indent=2, default=str))
-    log.info(
-        "%s: drift share %.2f (threshold %.2f), drifted: %s",
-        day,
-        summary["share"],
-        settings.drift_threshold,
-        summary["drifted_columns"],
-    )
-    return summary
-
-
 # --------------------------------------------------------------------------- labels
 
 
@@ -265,8 +166,8 @@ def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
     """Validate the day's label files and publish ``labels/dt=D`` and ``quarantine/labels/dt=D``."""
     import pyarrow as pa
 
-    from training_lib.quality import quarantine_arrow, validate_labels
-    from training_lib.schema import label_arrow_schema
+    from training_lib.ingestion.quality import quarantine_arrow, validate_labels
+    from training_lib.ingestion.schema import label_arrow_schema
 
     lake = Lake(settings)
     files = _landing(lake, LANDING_LABELS, day)
@@ -289,27 +190,3 @@ def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
         summary["quarantined"],
     )
     return summary
-
-
-def champion_labels_through(settings: Settings) -> date | None:
-    """The last label day the champion was trained with (model version tag), or None without a champion."""
-    from training_lib.registry import Registry
-
-    version = Registry(settings).champion()
-    tag = (version.tags or {}).get(LABELS_THROUGH_TAG) if version is not None else None
-    return date.fromisoformat(tag) if tag else None
-
-
-def new_labels_status(settings: Settings, day: date) -> dict[str, Any]:
-    """Labels stored after the champion's training cut-off, up to ``day``; enough to retrain?"""
-    lake = Lake(settings)
-    since = champion_labels_through(settings)
-    days = [d for d in lake.list_partitions(LABELS) if d <= day and (since is None or d > since)]
-    count = sum((lake.partition_manifest(LABELS, d) or {}).get("rows", 0) for d in days)
-    return {
-        "day": day.isoformat(),
-        "count": count,
-        "since": since.isoformat() if since else None,
-        "min_new_labels": settings.min_new_labels,
-        "enough": count >= settings.min_new_labels,
-    }

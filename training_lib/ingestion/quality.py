@@ -21,7 +21,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training_lib.schema import (
+from training_lib.config import PROJECT_ROOT
+from training_lib.ingestion.schema import (
     LABEL_COLUMN_NAMES,
     TRANSACTION_COLUMN_NAMES,
     SchemaError,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUITE_DIR = Path(__file__).resolve().parents[1] / "include" / "gx"
+SUITE_DIR = PROJECT_ROOT / "include" / "gx"
 ROW_ID = "_row"
 REASON = "_reason"
 SOURCE_FILE = "_source_file"

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
-from training_lib.storage import PREDICTIONS, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake, partition_prefix
+from training_lib.lake.storage import PREDICTIONS, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake, partition_prefix
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,7 +92,7 @@ def prediction_schema() -> pa.Schema:
 
 def _resolve_champion(settings: Settings) -> Champion:
     """``@champion`` now, with its stored threshold and last fitted day; the model is not loaded."""
-    from training_lib.registry import Registry, fitted_through
+    from training_lib.modeling.registry import Registry, fitted_through
 
     registry = Registry(settings)
     version = registry.champion()
@@ -232,7 +232,7 @@ def _spill_inputs(
     settings: Settings, lake: Lake, day: date, folder: Path, *, shards: int, buckets: int, shard: int | None
 ) -> int:
     """Spill the day (as ``day-…``) and its history days (as ``hist<YYYYMMDD>-…``); returns the day's rows."""
-    from training_lib.features import HISTORY_DAYS, HISTORY_INPUT_COLUMNS, ROW_FEATURE_INPUTS
+    from training_lib.modeling.features import HISTORY_DAYS, HISTORY_INPUT_COLUMNS, ROW_FEATURE_INPUTS
     from training_lib.privacy import token_key
 
     key = token_key(settings)
@@ -251,7 +251,7 @@ def _spill_inputs(
 def _score_buckets(folder: Path, shard: int, buckets: int, champion: Champion) -> Iterator[pa.Table]:
     import pyarrow as pa
 
-    from training_lib.features import FEATURE_COLUMNS, build_features, validated_frame
+    from training_lib.modeling.features import FEATURE_COLUMNS, build_features, validated_frame
 
     schema = prediction_schema()
     for bucket in range(buckets):

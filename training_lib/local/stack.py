@@ -1,6 +1,6 @@
 """The embedded local stack: moto S3 server, MLflow server, Airflow; all on 127.0.0.1.
 
-``python -m training_lib.stack up|down|status`` (what ``make up``/``down``/``status`` run).
+``python -m training_lib.local.stack up|down|status`` (what ``make up``/``down``/``status`` run).
 Every process is started in its own session, recorded in a PID file under
 ``<state_dir>/pids`` together with its kernel start time, and stopped by that PID only (never by
 name or process group); after a parent exits, any child it left behind in its session is stopped
@@ -543,7 +543,7 @@ class LocalStack:
                 "--skip-serve-logs",
                 "--pid", str(self.paths.airflow_home / f"celery-worker{number}.pid"),  # Celery's own, one per worker
             ]  # fmt: skip
-            argv = [sys.executable, "-m", "training_lib.supervise", "--", *argv]
+            argv = [sys.executable, "-m", "training_lib.local.supervise", "--", *argv]
             services.append(Service(f"airflow-worker{number}", argv, env))
         return services
 
@@ -554,8 +554,8 @@ class LocalStack:
             argv = [_bin("airflow"), component]
             if component in {"scheduler", "triggerer"}:
                 argv.append("--skip-serve-logs")
-            # restarted when it dies on its own (see training_lib.supervise); the recorded PID is the supervisor's
-            argv = [sys.executable, "-m", "training_lib.supervise", "--", *argv]
+            # restarted when it dies on its own (see training_lib.local.supervise); the recorded PID is the supervisor's
+            argv = [sys.executable, "-m", "training_lib.local.supervise", "--", *argv]
             port = _port_of(self.settings.airflow_api_url) if component == "api-server" else None
             services.append(Service(f"airflow-{component}", argv, env, None, port))
         if self.settings.distributed:
@@ -661,7 +661,7 @@ class LocalStack:
         if "s3" in groups:
             names = self._start_missing(groups["s3"])
             took = self._wait("S3 (moto)", self._s3_healthy, timeout, names)
-            from training_lib.storage import ensure_bucket
+            from training_lib.lake.storage import ensure_bucket
 
             ensure_bucket(self.settings)
             self.echo(f"[s3] healthy after {took:.1f}s, bucket s3://{self.settings.bucket} ready")
@@ -883,7 +883,7 @@ def print_environment(settings: Settings, paths: StackPaths) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training_lib.stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training_lib.local.stack", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health (up)")
     args = parser.parse_args(argv)

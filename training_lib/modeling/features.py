@@ -1,4 +1,4 @@
-"""Model features computed from canonical transactions (see :mod:`training_lib.schema`).
+"""Model features computed from canonical transactions (see :mod:`training_lib.ingestion.schema`).
 
 One feature pipeline for training and scoring alike (no train/serve skew): :func:`build_features`
 returns exactly :data:`FEATURE_COLUMNS`, the model's input columns. Two families of features:
@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from training_lib.schema import PII_COLUMNS, TRANSACTION_COLUMN_NAMES
+from training_lib.ingestion.schema import PII_COLUMNS, TRANSACTION_COLUMN_NAMES
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    from training_lib.storage import Lake
+    from training_lib.lake.storage import Lake
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 DAYS_PER_YEAR = 365.2425  # Gregorian calendar average
@@ -322,11 +322,11 @@ def build_features(target: pd.DataFrame, history: pd.DataFrame | None = None) ->
 
 
 def validated_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
-    """A validated Arrow table as a pandas frame with the dtypes of :func:`training_lib.schema.normalise`."""
+    """A validated Arrow table as a pandas frame with the dtypes of :func:`training_lib.ingestion.schema.normalise`."""
     import pandas as pd
     import pyarrow as pa
 
-    from training_lib.schema import transaction_arrow_schema
+    from training_lib.ingestion.schema import transaction_arrow_schema
 
     if table.num_columns == 0:  # no partition at all
         schema = transaction_arrow_schema(with_label=False)
@@ -350,7 +350,7 @@ def load_history(lake: Lake, first_day: date, days: int = HISTORY_DAYS) -> pd.Da
 
 
 def _load_days(lake: Lake, days: Sequence[date], columns: Sequence[str], *, strict: bool = False) -> pd.DataFrame:
-    from training_lib.storage import VALIDATED_TRANSACTIONS
+    from training_lib.lake.storage import VALIDATED_TRANSACTIONS
 
     read = None if columns == TRANSACTION_COLUMN_NAMES else columns
     table = lake.read_partitions(VALIDATED_TRANSACTIONS, days, columns=read, strict=strict)
@@ -361,7 +361,7 @@ def features_for_days(lake: Lake, days: Sequence[date], *, strict: bool = False)
     """(transactions, features) of the validated partitions of ``days``, with the history they need.
 
     ``days`` are read in date order (duplicates once; consecutive or not; unpublished days are skipped, or
-    raise :class:`training_lib.storage.PartitionNotFound` with ``strict=True``). History is the validated
+    raise :class:`training_lib.lake.storage.PartitionNotFound` with ``strict=True``). History is the validated
     partitions of the :data:`HISTORY_DAYS` days before each of them, so a day scored alone gets exactly the
     feature values it gets inside a longer range. Transactions have every canonical column present in the
     partitions (``is_fraud`` when published with labels) and the index 0..n-1; features are

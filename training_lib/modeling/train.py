@@ -6,7 +6,7 @@ Steps (one function each, the ``retrain`` DAG calls them in turn):
    confirmed labels), shared features (``features.features_for_days``), the label, split by time into
    train → validation → test (the newest days). A snapshot goes to ``training/datasets/<id>/`` in the
    lake with card tokens, never card numbers.
-2. :func:`train_and_log` — the fits of ``training_lib.fitting`` in one MLflow run: the search (one nested run
+2. :func:`train_and_log` — the fits of ``training_lib.modeling.fitting`` in one MLflow run: the search (one nested run
    per XGBoost candidate, fitted on train, compared on validation), the *evaluation fit* (train + validation,
    scored on the unseen test days: the run's ``test_*`` metrics and the gate's evidence), the logistic
    baseline on the same days, and the *refit* on the whole window, which is what gets registered (a new
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
-from training_lib.storage import LABELS, VALIDATED_TRANSACTIONS, Lake
+from training_lib.lake.storage import LABELS, VALIDATED_TRANSACTIONS, Lake
 
 if TYPE_CHECKING:
     import numpy as np
@@ -128,7 +128,7 @@ def build_dataset(
     day of data sees the same data whenever it runs. ``run_key`` (e.g. the Airflow run id) makes the dataset
     id deterministic: a re-run of that run finds its snapshot and reuses it instead of writing another."""
 
-    from training_lib.features import FEATURE_COLUMNS, features_for_days
+    from training_lib.modeling.features import FEATURE_COLUMNS, features_for_days
     from training_lib.privacy import card_tokens, token_key
 
     lake = lake or Lake(settings)
@@ -309,7 +309,7 @@ def train_and_log(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The fits of :func:`training_lib.fitting.fit_window` in one MLflow run; the refit is registered.
+    """The fits of :func:`training_lib.modeling.fitting.fit_window` in one MLflow run; the refit is registered.
 
     Child runs: one per search candidate, the evaluation fit (its model logged, not registered), the baseline.
     Returns run ids, the registered version, the threshold, the recipe and the metrics of the evaluation fit and
@@ -320,11 +320,15 @@ def train_and_log(
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from training_lib.drift import build_reference
-    from training_lib.features import FEATURE_COLUMNS
-    from training_lib.fitting import fit_window, load_search_space
-    from training_lib.ingest import LABELS_THROUGH_TAG
-    from training_lib.registry import EVALUATION_RUN_TAG, THRESHOLD_TAG, TRAINING_WINDOW_TAG
+    from training_lib.modeling.features import FEATURE_COLUMNS
+    from training_lib.modeling.fitting import fit_window, load_search_space
+    from training_lib.modeling.reference import build_reference
+    from training_lib.modeling.registry import (
+        EVALUATION_RUN_TAG,
+        LABELS_THROUGH_TAG,
+        THRESHOLD_TAG,
+        TRAINING_WINDOW_TAG,
+    )
 
     columns, days, test = list(FEATURE_COLUMNS), info.split_days, parts["test"]
     seen_days = days["train"] + days["validation"]
@@ -477,7 +481,7 @@ def trained_for_dataset(settings: Settings, dataset_id: str) -> dict[str, Any] |
 
 def _reference_rows(settings: Settings, info: DatasetInfo) -> pd.DataFrame:
     """Validated rows of the window's days (what the registered refit learned from), for its drift reference."""
-    from training_lib.features import ROW_FEATURE_INPUTS
+    from training_lib.modeling.features import ROW_FEATURE_INPUTS
 
     days = [date.fromisoformat(d) for d in info.days]
     return Lake(settings).read_partitions(VALIDATED_TRANSACTIONS, days, columns=list(ROW_FEATURE_INPUTS)).to_pandas()
@@ -495,8 +499,8 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
     from mlflow import MlflowClient
     from sklearn.metrics import average_precision_score
 
-    from training_lib.fitting import predict
-    from training_lib.registry import EVALUATION_RUN_TAG, Registry, fitted_through
+    from training_lib.modeling.fitting import predict
+    from training_lib.modeling.registry import EVALUATION_RUN_TAG, Registry, fitted_through
 
     info, parts = load_dataset(settings, dataset_id)
     test = parts["test"]
@@ -586,7 +590,7 @@ def seed_champion(settings: Settings, window_days: int, actor: str) -> dict[str,
 
     For tests, benchmarks and seeded environments that need *a* champion; the retrain DAG uses the real gate.
     Returns what :func:`train_and_log` returned (``version``, ``test_metrics``, …)."""
-    from training_lib.registry import Registry, gate_decision
+    from training_lib.modeling.registry import Registry, gate_decision
 
     info, parts = build_dataset(settings, window_days)
     trained = train_and_log(settings, info, parts)

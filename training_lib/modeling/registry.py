@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from training_lib.config import Settings
-from training_lib.storage import AUDIT_REGISTRY, Lake, LakeError
+from training_lib.lake.storage import AUDIT_REGISTRY, Lake, LakeError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -53,6 +53,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 THRESHOLD_TAG = "threshold"  # decision threshold stored on each model version (set by training)
 EVALUATION_RUN_TAG = "evaluation_run_id"  # the run of the version's evaluation fit: the gate's evidence
+LABELS_THROUGH_TAG = "labels_through"  # set by training on the model version: last label day it used
 TRAINING_WINDOW_TAG = "training_window"  # "first..last" day the registered version was fitted on
 
 PROMOTION = "promotion"
@@ -160,6 +161,20 @@ def gate_decision(evaluation: dict[str, Any], *, floor: float, margin: float) ->
     champion_number = math.nan if evaluation.get("champion_version") else None
     return GateDecision(
         False, why, _as_float(challenger if challenger is not None else math.nan), champion_number, floor, margin
+    )
+
+
+def gate_and_record(
+    settings: Settings, evaluation: dict[str, Any], *, actor: str, trigger: str, data_day: str | None
+) -> dict[str, Any]:
+    """The retrain's decision: :func:`gate_decision` with the configured floor and margin, then
+    :meth:`Registry.record_decision` (version tags, aliases, audit entry), the trigger and data day recorded.
+
+    Returns the audit entry; a re-run by the same ``actor`` finds its entry and repeats nothing."""
+    decision = gate_decision(evaluation, floor=settings.promotion_floor, margin=settings.promotion_margin)
+    evaluation = {**evaluation, "trigger": trigger, "data_day": data_day}
+    return Registry(settings).record_decision(
+        evaluation["candidate_version"], decision, evaluation=evaluation, actor=actor
     )
 
 

@@ -1,6 +1,6 @@
 """Keep one service process running: restart it when it dies, stop it when told to.
 
-``python -m training_lib.supervise -- airflow scheduler --skip-serve-logs`` is what systemd's
+``python -m training_lib.local.supervise -- airflow scheduler --skip-serve-logs`` is what systemd's
 ``Restart=always`` or docker-compose's ``restart: unless-stopped`` do in production, for the embedded
 stack: a scheduler that exits on a database error (e.g. SQLAlchemy's ``StaleDataError`` under SQLite
 contention) is started again after a back-off instead of leaving the platform without a scheduler.
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        print("usage: python -m training_lib.supervise -- <command> [args…]", file=sys.stderr)
+        print("usage: python -m training_lib.local.supervise -- <command> [args…]", file=sys.stderr)
         return 2
     return Supervisor(args).run()
 

@@ -1,6 +1,6 @@
 """The demo: simulated nights through the real Airflow scheduler, a fraud change the platform heals, a summary.
 
-``python -m training_lib.demo`` (``make demo``) resets and starts the local stack with the demo's scenario
+``python -m training_lib.local.demo`` (``make demo``) resets and starts the local stack with the demo's scenario
 settings, then replays the days night by night, in the order real nights follow each other:
 
 1. the simulator lands the day's transactions and the labels confirmed that day in ``landing/``, and the
@@ -32,10 +32,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from training_lib.airflow_client import TERMINAL_RUN_STATES, AirflowClient
 from training_lib.config import Settings, load_settings
-from training_lib.simulate import SimulationConfig, Simulator
-from training_lib.storage import (
+from training_lib.lake.storage import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -48,6 +46,8 @@ from training_lib.storage import (
     Lake,
     partition_prefix,
 )
+from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient
+from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 INGESTION_DAGS = ("transactions_daily", "labels_daily")
 DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")
@@ -350,7 +350,7 @@ class DemoDriver:
 
     # ---- reading state back
     def champion_version(self) -> str | None:
-        from training_lib.registry import Registry
+        from training_lib.modeling.registry import Registry
 
         champion = Registry(self.settings).champion()
         return champion.version if champion else None
@@ -376,7 +376,7 @@ class DemoDriver:
     def describe_retrain(self, run: dict) -> str:
         tasks = {ti["task_id"]: ti["state"] for ti in self.client.task_instances("retrain", run["dag_run_id"])}
         trigger = run["run_type"]
-        if tasks.get("build_dataset.snapshot") == "skipped":
+        if tasks.get("build_dataset") == "skipped":
             return f"retrain ({trigger}) {run['state']}: skipped by the cooldown"
         entry = next(
             (e for e in reversed(self.history()) if e.get("actor", "").endswith(run["dag_run_id"])),
@@ -400,7 +400,7 @@ class DemoDriver:
         return text
 
     def history(self) -> list[dict[str, Any]]:
-        from training_lib.registry import Registry
+        from training_lib.modeling.registry import Registry
 
         return Registry(self.settings).history()
 
@@ -610,7 +610,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training_lib.stack import LocalStack, airflow_password
+    from training_lib.local.stack import LocalStack, airflow_password
 
     args = _parser().parse_args(argv)
     plan = FAST if args.fast else FULL

@@ -1,6 +1,6 @@
 """Model fitting, pure: the estimators, the time-aware search, the refits, thresholds and metrics.
 
-No MLflow and no lake here (``training_lib.train`` logs and registers); everything works on feature frames
+No MLflow and no lake here (``training_lib.modeling.train`` logs and registers); everything works on feature frames
 (``features.FEATURE_COLUMNS``) and label arrays. A retrain fits one *recipe* three times, on growing spans of
 its window's days (oldest first: train → validation → test):
 
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training_lib.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
+from training_lib.modeling.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,7 +49,7 @@ def preprocessor(scale: bool):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from training_lib.schema import CATEGORIES
+    from training_lib.ingestion.schema import CATEGORIES
 
     categories = [list(CATEGORIES) if c == "category" else ["F", "M"] for c in CATEGORICAL_FEATURES]
     onehot = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)

@@ -1,0 +1,1 @@
+"""Nightly batch scoring with the champion: plan, shards, atomic commit."""

@@ -1,0 +1,1 @@
+"""The transaction simulator: Sparkov-layout days with realistic difficulty and scenario knobs."""
