@@ -23,7 +23,6 @@ import os
 import signal
 import threading
 import time
-import urllib.request
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -95,9 +94,7 @@ def _states(client: AirflowClient, dag_id: str, run_id: str) -> dict[str, str]:
 
 def _task_log(client: AirflowClient, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
     """The task's log of one try, as text (the API's structured events, JSON-encoded)."""
-    quoted = urllib.request.quote(run_id, safe="")
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
-    return json.dumps(client._request("GET", path)["content"])
+    return json.dumps(client.task_log(dag_id, run_id, task_id, try_number))
 
 
 def _when(timestamp: str) -> datetime:
@@ -253,8 +250,7 @@ def test_two_retrain_triggers_at_once_run_one_after_the_other(local_stack, seede
 
     def trigger(client: AirflowClient) -> None:
         barrier.wait()
-        body = {"logical_date": None, "conf": {"force": True}}
-        triggered.append(client._request("POST", "/api/v2/dags/retrain/dagRuns", body, retries=5))
+        triggered.append(client.trigger("retrain", {"force": True}, busy_retries=5))
 
     threads = [threading.Thread(target=trigger, args=(client,)) for client in clients]
     for thread in threads:
@@ -322,8 +318,7 @@ def test_mlflow_down_fails_retrain_clearly_and_a_rerun_succeeds_once_it_is_back(
     assert _registry(settings).aliases() == aliases_before
 
     restarted_at = time.monotonic()
-    body = {"dry_run": False, "dag_run_id": run_id, "only_failed": True, "reset_dag_runs": True}
-    client._request("POST", "/api/v2/dags/retrain/clearTaskInstances", body, retries=5)
+    client.clear_run("retrain", run_id, only_failed=True)
     _poll(lambda: client.get_run("retrain", run_id)["state"] != "failed", 120, "the cleared run to restart")
     final = client.wait_for_run("retrain", run_id, timeout=1200)
     assert final["state"] == "success", _states(client, "retrain", run_id)

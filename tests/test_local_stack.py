@@ -100,7 +100,7 @@ def test_airflow_reports_every_component_healthy(local_stack) -> None:
 def test_airflow_api_rejects_calls_without_a_token(local_stack) -> None:
     anonymous = AirflowClient(local_stack.settings.airflow_api_url, "admin", "not-the-password")
     with pytest.raises(AirflowApiError) as error:
-        anonymous._request("GET", "/api/v2/dags", auth=False)
+        anonymous.get("/api/v2/dags", auth=False)
     assert error.value.status == 401
     with pytest.raises(AirflowApiError) as error:
         anonymous.token()
@@ -153,7 +153,7 @@ def test_fraud_models_page_needs_a_login_and_renders_before_any_model(local_stac
         html = response.read().decode()
     assert "<h1>Fraud models: " in html
     assert '<section class="card" data-alias="champion"><h2>champion</h2><p>none</p>' in html
-    plugins = {p["name"]: p for p in client._request("GET", "/api/v2/plugins")["plugins"]}
+    plugins = {p["name"]: p for p in client.plugins()}
     (view,) = plugins["fraud_models"]["external_views"]
     assert view["name"] == "Fraud models" and view["url_route"] == "fraud-models"
 

@@ -134,8 +134,7 @@ def test_a_worse_challenger_is_rejected(local_stack, worse_retrain) -> None:
 def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_stack, worse_retrain) -> None:
     client = local_stack.airflow()
     before = {run["dag_run_id"] for run in client.list_runs("retrain")}
-    assets = client._request("GET", "/api/v2/assets?name_pattern=drift_detected")["assets"]
-    client._request("POST", "/api/v2/assets/events", {"asset_id": assets[0]["id"], "extra": {"dt": "2026-03-12"}})
+    client.create_asset_event("drift_detected", {"dt": "2026-03-12"})
 
     def asset_run() -> dict | None:
         runs = [r for r in client.list_runs("retrain") if r["dag_run_id"] not in before]

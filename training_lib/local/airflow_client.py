@@ -77,6 +77,14 @@ class AirflowClient:
             self._token = answer["access_token"]
         return self._token
 
+    def get(self, path: str, *, auth: bool = True) -> Any:
+        """A GET of any API path (reads are retried when the server is busy or slow)."""
+        return self._request("GET", path, auth=auth)
+
+    def plugins(self) -> list[dict]:
+        """The plugins the API server loaded, with their views."""
+        return self._request("GET", "/api/v2/plugins")["plugins"]
+
     # ---- DAGs and runs
     def get_dag(self, dag_id: str) -> dict:
         return self._request("GET", f"/api/v2/dags/{dag_id}")
@@ -88,12 +96,15 @@ class AirflowClient:
     def set_paused(self, dag_id: str, paused: bool) -> dict:
         return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 
-    def trigger(self, dag_id: str, conf: dict | None = None, logical_date: str | None = None) -> dict:
+    def trigger(
+        self, dag_id: str, conf: dict | None = None, logical_date: str | None = None, *, busy_retries: int = 0
+    ) -> dict:
         """A manual run. With a ``logical_date`` the call is safe to repeat (a DAG has one run per logical date):
-        a busy or slow API server is retried, and a run an unanswered attempt created is returned."""
+        a busy or slow API server is retried, and a run an unanswered attempt created is returned. Without one,
+        a busy server is retried only ``busy_retries`` times (the caller accepts that a retry may add a run)."""
         path, body = f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}}
         if logical_date is None:
-            return self._request("POST", path, body)
+            return self._request("POST", path, body, retries=busy_retries)
         try:
             return self._request("POST", path, body, retries=3)
         except AirflowApiError as exc:
@@ -127,10 +138,18 @@ class AirflowClient:
 
         return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
-    def clear_run(self, dag_id: str, run_id: str) -> list[dict]:
-        """Clear every task instance of a run (the UI's "Clear" on a run): the whole run runs again."""
-        body = {"dag_run_id": run_id, "dry_run": False, "only_failed": False, "reset_dag_runs": True}
-        return self._request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)["task_instances"]
+    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = False) -> list[dict]:
+        """Clear the task instances of a run (the UI's "Clear" on a run; ``only_failed``: "Clear failed tasks"),
+        which then run again. Safe to repeat: a busy or slow server is retried."""
+        body = {"dag_run_id": run_id, "dry_run": False, "only_failed": only_failed, "reset_dag_runs": True}
+        path = f"/api/v2/dags/{dag_id}/clearTaskInstances"
+        return self._request("POST", path, body, retries=5)["task_instances"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> Any:
+        """The log of one try of a task: the API's structured events (``content``)."""
+        quoted = urllib.request.quote(run_id, safe="")
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        return self._request("GET", path)["content"]
 
     def rerun(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict:
         """Clear a finished run and wait until it has run again; returns the final run record."""
@@ -217,6 +236,12 @@ class AirflowClient:
     def queued_asset_events(self, dag_id: str) -> list[dict]:
         """Asset events waiting to start a run of ``dag_id`` (its asset-triggered schedule)."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["queued_events"]
+
+    def create_asset_event(self, asset_name: str, extra: dict | None = None) -> dict:
+        """An event of the Asset named ``asset_name``, as the UI's "Create Asset Event" makes it."""
+        query = urllib.parse.urlencode({"name_pattern": asset_name})
+        (asset,) = [a for a in self._request("GET", f"/api/v2/assets?{query}")["assets"] if a["name"] == asset_name]
+        return self._request("POST", "/api/v2/assets/events", {"asset_id": asset["id"], "extra": extra or {}})
 
     def asset_events(self, *, source_dag_id: str | None = None, asset_name: str | None = None) -> list[dict]:
         """Asset events, oldest first, optionally only those of one source DAG and/or one asset name."""
