@@ -178,6 +178,71 @@ def gate_and_record(
     )
 
 
+def _alias_moves(candidate: str, promote: bool) -> list[tuple[str, str | None]]:
+    """The candidate becomes challenger; promoted, it becomes champion and the challenger alias goes."""
+    moves: list[tuple[str, str | None]] = [(CHALLENGER, candidate)]
+    if promote:
+        moves += [(CHAMPION, candidate), (CHALLENGER, None)]
+    return moves
+
+
+def _decision_tags(
+    kind: str, decided_at: str, decision: GateDecision, window: Any, champion: ModelVersion | None, actor: str
+) -> dict[str, Any]:
+    """The tags a decision leaves on its candidate."""
+    return {
+        "decision": kind,
+        "decided_at": decided_at,
+        "reason": decision.reason,
+        "challenger_pr_auc": _json_number(decision.challenger_pr_auc),
+        "champion_pr_auc": _json_number(decision.champion_pr_auc),
+        "margin": decision.margin,
+        "floor": decision.floor,
+        "evaluation_window": window,
+        "compared_with_version": champion.version if champion else None,
+        "decided_by": actor,
+    }
+
+
+def _challenge_tags(kind: str, decided_at: str, decision: GateDecision, window: Any, candidate: str) -> dict[str, Any]:
+    """The tags a decision leaves on the champion it was compared with."""
+    return {
+        "last_challenge_decision": kind,
+        "last_challenge_at": decided_at,
+        "last_challenge_by_version": candidate,
+        "last_challenge_reason": decision.reason,
+        "last_challenge_challenger_pr_auc": _json_number(decision.challenger_pr_auc),
+        "last_challenge_champion_pr_auc": _json_number(decision.champion_pr_auc),
+        "last_challenge_margin": decision.margin,
+        "last_challenge_floor": decision.floor,
+        "last_challenge_evaluation_window": window,
+    }
+
+
+def _decision_event(
+    kind: str,
+    candidate: ModelVersion,
+    champion: ModelVersion | None,
+    decision: GateDecision,
+    evaluation: dict[str, Any],
+    actor: str,
+) -> dict[str, Any]:
+    """The audit event of a decision (the audit log adds its id, time and model name)."""
+    cand = candidate.version
+    return {
+        "kind": kind,
+        "candidate_version": cand,
+        "candidate_run_id": candidate.run_id,
+        "previous_champion_version": champion.version if champion else None,
+        "previous_champion_run_id": champion.run_id if champion else None,
+        "champion_version": cand if decision.promote else (champion.version if champion else None),
+        "challenger_version": None if decision.promote else cand,
+        **{k: v for k, v in decision.to_dict().items() if k != "promote"},
+        "evaluation": evaluation,
+        "actor": actor,
+    }
+
+
 def _finite(value: float | None) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -458,12 +523,31 @@ class Registry:
         """
         _check_actor(actor)
         candidate = self.version(candidate_version)
-        cand = candidate.version
-        earlier = self.decision_by(actor, cand) if actor.startswith(AIRFLOW_ACTOR_PREFIX) else None
+        earlier = self.decision_by(actor, candidate.version) if actor.startswith(AIRFLOW_ACTOR_PREFIX) else None
         if earlier is not None:  # a re-run of the run that decided: the decision stands, nothing moves again
-            log.info("version %s: %s already decided by %s at %s; not applied again", cand, earlier["kind"], actor,
-                     earlier["at"])  # fmt: skip
+            log.info("version %s: %s already decided by %s at %s; not applied again", candidate.version,
+                     earlier["kind"], actor, earlier["at"])  # fmt: skip
             return {**earlier, "replayed": True}
+        champion = self._check_decision(candidate, decision, compared_with)
+        self._move_aliases(_alias_moves(candidate.version, decision.promote))
+        kind = PROMOTION if decision.promote else REJECTION
+        decided_at = _utc_now().isoformat()
+        window = evaluation.get("window")
+        tag_errors = self._tag(candidate.version, _decision_tags(kind, decided_at, decision, window, champion, actor))
+        if champion is not None:
+            tag_errors += self._tag(
+                champion.version, _challenge_tags(kind, decided_at, decision, window, candidate.version)
+            )
+        event = _decision_event(kind, candidate, champion, decision, evaluation, actor)
+        if tag_errors:
+            event["tag_errors"] = tag_errors
+        return self._append(event)
+
+    def _check_decision(
+        self, candidate: ModelVersion, decision: GateDecision, compared_with: str | int | None
+    ) -> ModelVersion | None:
+        """The champion the decision is about, after the checks :meth:`record_decision` promises (ValueError)."""
+        cand = candidate.version
         recomputed = decide(
             decision.challenger_pr_auc, decision.champion_pr_auc, floor=decision.floor, margin=decision.margin
         )
@@ -490,60 +574,7 @@ class Registry:
             )
         if decision.promote:
             self.threshold(candidate)  # a champion without a threshold cannot score
-
-        moves: list[tuple[str, str | None]] = [(CHALLENGER, cand)]
-        if decision.promote:
-            moves += [(CHAMPION, cand), (CHALLENGER, None)]
-        self._move_aliases(moves)
-
-        kind = PROMOTION if decision.promote else REJECTION
-        decided_at = _utc_now().isoformat()
-        window = evaluation.get("window")
-        tag_errors = self._tag(
-            cand,
-            {
-                "decision": kind,
-                "decided_at": decided_at,
-                "reason": decision.reason,
-                "challenger_pr_auc": _json_number(decision.challenger_pr_auc),
-                "champion_pr_auc": _json_number(decision.champion_pr_auc),
-                "margin": decision.margin,
-                "floor": decision.floor,
-                "evaluation_window": window,
-                "compared_with_version": champion.version if champion else None,
-                "decided_by": actor,
-            },
-        )
-        if champion is not None:
-            tag_errors += self._tag(
-                champion.version,
-                {
-                    "last_challenge_decision": kind,
-                    "last_challenge_at": decided_at,
-                    "last_challenge_by_version": cand,
-                    "last_challenge_reason": decision.reason,
-                    "last_challenge_challenger_pr_auc": _json_number(decision.challenger_pr_auc),
-                    "last_challenge_champion_pr_auc": _json_number(decision.champion_pr_auc),
-                    "last_challenge_margin": decision.margin,
-                    "last_challenge_floor": decision.floor,
-                    "last_challenge_evaluation_window": window,
-                },
-            )
-        event: dict[str, Any] = {
-            "kind": kind,
-            "candidate_version": cand,
-            "candidate_run_id": candidate.run_id,
-            "previous_champion_version": champion.version if champion else None,
-            "previous_champion_run_id": champion.run_id if champion else None,
-            "champion_version": cand if decision.promote else (champion.version if champion else None),
-            "challenger_version": None if decision.promote else cand,
-            **{k: v for k, v in decision.to_dict().items() if k != "promote"},
-            "evaluation": evaluation,
-            "actor": actor,
-        }
-        if tag_errors:
-            event["tag_errors"] = tag_errors
-        return self._append(event)
+        return champion
 
     def previous_champion(self) -> str | None:
         """The version that was champion before the current one, according to the audit log.
