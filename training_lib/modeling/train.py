@@ -316,22 +316,43 @@ def train_and_log(
     of the baseline on the test days (the only metrics the gate may use: both were fitted without those days).
     """
     import mlflow
-    import pandas as pd
-    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
     from training_lib.modeling.features import FEATURE_COLUMNS
-    from training_lib.modeling.fitting import fit_window, load_search_space
-    from training_lib.modeling.reference import build_reference
-    from training_lib.modeling.registry import (
-        EVALUATION_RUN_TAG,
-        LABELS_THROUGH_TAG,
-        THRESHOLD_TAG,
-        TRAINING_WINDOW_TAG,
-    )
 
-    columns, days, test = list(FEATURE_COLUMNS), info.split_days, parts["test"]
-    seen_days = days["train"] + days["validation"]
+    fits = _fit(settings, parts)
+    example = parts["test"][list(FEATURE_COLUMNS)].head(5)
+    signature = infer_signature(example, fits.model.predict_proba(example))
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(settings.experiment_name)
+    with mlflow.start_run(run_name=run_name or f"xgboost-{info.days[-1]}") as run:
+        _log_run_header(settings, info, fits, tags or {})
+        child_runs = _log_child_runs(info, fits, signature)
+        _log_evidence(settings, info, fits, parts["test"], child_runs["evaluation_run_id"])
+        registered = _log_model(
+            fits.model, signature=signature, input_example=example, registered_model_name=settings.model_name
+        )
+    version = str(registered.registered_model_version)
+    _tag_version(settings, info, fits, version, child_runs)
+    trained = {
+        "run_id": run.info.run_id,
+        "version": version,
+        "threshold": fits.threshold,
+        "alert_rate_target": fits.alert_rate,
+        "recipe": fits.recipe.describe(),
+        "test_metrics": fits.test_metrics,
+        "baseline_metrics": fits.baseline_metrics,
+        **child_runs,
+        "dataset_id": info.dataset_id,
+        "fit_seconds": fits.seconds,
+    }
+    Lake(settings).put_json(f"{DATASETS}/{info.dataset_id}/{TRAINED_NAME}", trained)
+    return trained
+
+
+def _fit(settings: Settings, parts: dict[str, pd.DataFrame]) -> Any:
+    """Every fit of the window (search, evaluation fit, baseline, refit), progress in the log."""
+    from training_lib.modeling.fitting import fit_window, load_search_space
 
     def progress(i: int, n: int, trial: Any) -> None:
         log.info(
@@ -339,7 +360,7 @@ def train_and_log(
             *(i, n, trial.candidate.name, trial.n_trees, trial.validation_pr_auc, trial.seconds),
         )
 
-    fits = fit_window(
+    return fit_window(
         parts,
         load_search_space(settings.include_folder),
         strategy=settings.threshold_strategy,
@@ -347,83 +368,111 @@ def train_and_log(
         label=LABEL,
         progress=progress,
     )
-    recipe = fits.recipe
-    example = test[columns].head(5)
-    signature = infer_signature(example, fits.model.predict_proba(example))
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(settings.experiment_name)
-    with mlflow.start_run(run_name=run_name or f"xgboost-{info.days[-1]}") as run:
-        mlflow.set_tags(
-            {
-                "dataset_id": info.dataset_id,
-                "model_family": "xgboost",
-                "registered_fit": "refit",
-                "fit.refit.fitted_on": _days(info.days),
-                "fit.evaluation.fitted_on": _days(seen_days),
-                "fit.evaluation.evaluated_on": _days(days["test"]),
-                **(tags or {}),
-            }
-        )
-        mlflow.log_params(
-            {
-                "window_first_day": info.days[0],
-                "window_last_day": info.days[-1],
-                **{f"{name}_days": _days(split) for name, split in days.items()},
-                **{f"{name}_rows": rows for name, rows in info.rows.items()},
-                **{f"{name}_frauds": frauds for name, frauds in info.frauds.items()},
-                "threshold_strategy": settings.threshold_strategy,
-                "alert_budget": settings.alert_budget,
-                "recipe": recipe.name,
-                "n_trees": recipe.n_trees,
-                "class_weight": recipe.class_weight,
-                **{f"xgb_{k}": v for k, v in recipe.params.items()},
-            }
-        )
-        note = "the validation days also chose the number of trees: a selection metric"
-        for rank, trial in enumerate(fits.trials, start=1):
-            with _nested_run(f"search-{trial.candidate.name}", info, "search", days["train"], days["validation"],
-                             rank=str(rank), metrics_note=note):  # fmt: skip
-                mlflow.log_params({f"xgb_{k}": v for k, v in trial.candidate.params.items()})
-                mlflow.log_param("class_weight", trial.candidate.class_weight)
-                metrics = {"validation_pr_auc": trial.validation_pr_auc, "n_trees": trial.n_trees}
-                mlflow.log_metrics({**metrics, "fit_seconds": trial.seconds})
-        with _nested_run("evaluation-fit", info, "evaluation", seen_days, days["test"]) as evaluation_run:
-            mlflow.log_params({"recipe": recipe.name, "n_trees": recipe.n_trees})
-            mlflow.log_metrics({"threshold": fits.threshold, **{f"test_{k}": v for k, v in fits.test_metrics.items()}})
-            _log_model(fits.evaluation_model, signature=signature)
-        with _nested_run("baseline-logistic-regression", info, "baseline", seen_days, days["test"],
-                         model_family="logistic_regression") as child:  # fmt: skip
-            mlflow.log_metrics({f"test_{k}": v for k, v in fits.baseline_metrics.items()})
-            _log_model(fits.baseline_model, signature=signature)
 
-        mlflow.log_metrics({"threshold": fits.threshold, "alert_rate_target": fits.alert_rate})
-        mlflow.log_metrics({f"test_{k}": v for k, v in fits.test_metrics.items()})
-        mlflow.log_metrics({f"selection_validation_{k}": v for k, v in fits.selection_metrics.items()})
-        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in fits.baseline_metrics.items()})
-        names = list(fits.model.named_steps["features"].get_feature_names_out())
-        importance = pd.Series(fits.model.named_steps["model"].feature_importances_, index=names)
-        record = _fits_record(info, fits, settings.threshold_strategy, evaluation_run.info.run_id)
-        with tempfile.TemporaryDirectory() as folder:
-            y_test = test[LABEL].to_numpy()
-            for path in _figures(y_test, fits.test_scores, fits.threshold, importance, Path(folder)):
-                mlflow.log_artifact(str(path), artifact_path="plots")
-            for name, body in (
-                ("features.json", {"features": columns, "encoded": names}),
-                ("dataset.json", asdict(info)),
-                ("fits.json", record),
-            ):
-                (Path(folder) / name).write_text(json.dumps(body, indent=2, default=str))
-                mlflow.log_artifact(str(Path(folder) / name))
-            reference = build_reference(_reference_rows(settings, info))
-            reference.to_parquet(Path(folder) / "reference.parquet", index=False)
-            mlflow.log_artifact(str(Path(folder) / "reference.parquet"), artifact_path="drift_reference")
-        registered = _log_model(
-            fits.model, signature=signature, input_example=example, registered_model_name=settings.model_name
-        )
-        version = str(registered.registered_model_version)
+def _log_run_header(settings: Settings, info: DatasetInfo, fits: Any, tags: dict[str, str]) -> None:
+    """The parent run's tags (which fit is registered, on which days each was fitted) and parameters."""
+    import mlflow
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    days, recipe = info.split_days, fits.recipe
+    mlflow.set_tags(
+        {
+            "dataset_id": info.dataset_id,
+            "model_family": "xgboost",
+            "registered_fit": "refit",
+            "fit.refit.fitted_on": _days(info.days),
+            "fit.evaluation.fitted_on": _days(days["train"] + days["validation"]),
+            "fit.evaluation.evaluated_on": _days(days["test"]),
+            **tags,
+        }
+    )
+    mlflow.log_params(
+        {
+            "window_first_day": info.days[0],
+            "window_last_day": info.days[-1],
+            **{f"{name}_days": _days(split) for name, split in days.items()},
+            **{f"{name}_rows": rows for name, rows in info.rows.items()},
+            **{f"{name}_frauds": frauds for name, frauds in info.frauds.items()},
+            "threshold_strategy": settings.threshold_strategy,
+            "alert_budget": settings.alert_budget,
+            "recipe": recipe.name,
+            "n_trees": recipe.n_trees,
+            "class_weight": recipe.class_weight,
+            **{f"xgb_{k}": v for k, v in recipe.params.items()},
+        }
+    )
+
+
+def _log_child_runs(info: DatasetInfo, fits: Any, signature: Any) -> dict[str, str]:
+    """Nested runs: each search candidate, the evaluation fit and the baseline (their models logged).
+
+    Returns ``evaluation_run_id`` and ``baseline_run_id``."""
+    import mlflow
+
+    days, recipe = info.split_days, fits.recipe
+    seen_days = days["train"] + days["validation"]
+    note = "the validation days also chose the number of trees: a selection metric"
+    for rank, trial in enumerate(fits.trials, start=1):
+        with _nested_run(f"search-{trial.candidate.name}", info, "search", days["train"], days["validation"],
+                         rank=str(rank), metrics_note=note):  # fmt: skip
+            mlflow.log_params({f"xgb_{k}": v for k, v in trial.candidate.params.items()})
+            mlflow.log_param("class_weight", trial.candidate.class_weight)
+            metrics = {"validation_pr_auc": trial.validation_pr_auc, "n_trees": trial.n_trees}
+            mlflow.log_metrics({**metrics, "fit_seconds": trial.seconds})
+    with _nested_run("evaluation-fit", info, "evaluation", seen_days, days["test"]) as evaluation_run:
+        mlflow.log_params({"recipe": recipe.name, "n_trees": recipe.n_trees})
+        mlflow.log_metrics({"threshold": fits.threshold, **{f"test_{k}": v for k, v in fits.test_metrics.items()}})
+        _log_model(fits.evaluation_model, signature=signature)
+    with _nested_run("baseline-logistic-regression", info, "baseline", seen_days, days["test"],
+                     model_family="logistic_regression") as baseline_run:  # fmt: skip
+        mlflow.log_metrics({f"test_{k}": v for k, v in fits.baseline_metrics.items()})
+        _log_model(fits.baseline_model, signature=signature)
+    return {"evaluation_run_id": evaluation_run.info.run_id, "baseline_run_id": baseline_run.info.run_id}
+
+
+def _log_evidence(settings: Settings, info: DatasetInfo, fits: Any, test: pd.DataFrame, evaluation_run_id: str) -> None:
+    """The parent run's metrics, plots, ``features.json``, ``dataset.json``, ``fits.json`` and drift reference."""
+    import mlflow
+    import pandas as pd
+
+    from training_lib.modeling.features import FEATURE_COLUMNS
+    from training_lib.modeling.reference import CHAMPION_REFERENCE_ARTIFACT, build_reference
+
+    mlflow.log_metrics({"threshold": fits.threshold, "alert_rate_target": fits.alert_rate})
+    mlflow.log_metrics({f"test_{k}": v for k, v in fits.test_metrics.items()})
+    mlflow.log_metrics({f"selection_validation_{k}": v for k, v in fits.selection_metrics.items()})
+    mlflow.log_metrics({f"baseline_test_{k}": v for k, v in fits.baseline_metrics.items()})
+    names = list(fits.model.named_steps["features"].get_feature_names_out())
+    importance = pd.Series(fits.model.named_steps["model"].feature_importances_, index=names)
+    record = _fits_record(info, fits, settings.threshold_strategy, evaluation_run_id)
+    with tempfile.TemporaryDirectory() as folder:
+        y_test = test[LABEL].to_numpy()
+        for path in _figures(y_test, fits.test_scores, fits.threshold, importance, Path(folder)):
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        for name, body in (
+            ("features.json", {"features": list(FEATURE_COLUMNS), "encoded": names}),
+            ("dataset.json", asdict(info)),
+            ("fits.json", record),
+        ):
+            (Path(folder) / name).write_text(json.dumps(body, indent=2, default=str))
+            mlflow.log_artifact(str(Path(folder) / name))
+        reference_folder, reference_name = CHAMPION_REFERENCE_ARTIFACT.rsplit("/", 1)
+        build_reference(_reference_rows(settings, info)).to_parquet(Path(folder) / reference_name, index=False)
+        mlflow.log_artifact(str(Path(folder) / reference_name), artifact_path=reference_folder)
+
+
+def _tag_version(settings: Settings, info: DatasetInfo, fits: Any, version: str, child_runs: dict[str, str]) -> None:
+    """The registered version's tags: threshold, label cut-off, windows, evidence and the runs behind it."""
+    from mlflow import MlflowClient
+
+    from training_lib.modeling.registry import (
+        EVALUATION_RUN_TAG,
+        LABELS_THROUGH_TAG,
+        THRESHOLD_TAG,
+        TRAINING_WINDOW_TAG,
+    )
+
+    days, recipe = info.split_days, fits.recipe
     version_tags = {
         THRESHOLD_TAG: repr(fits.threshold),
         LABELS_THROUGH_TAG: info.labels_through,
@@ -433,9 +482,10 @@ def train_and_log(
         "test_pr_auc": f"{fits.test_metrics['pr_auc']:.4f}",
         "alert_rate_target": repr(fits.alert_rate),
         "recipe": f"{recipe.name}, {recipe.n_trees} trees",
-        EVALUATION_RUN_TAG: evaluation_run.info.run_id,
-        "baseline_run_id": child.info.run_id,
+        EVALUATION_RUN_TAG: child_runs["evaluation_run_id"],
+        "baseline_run_id": child_runs["baseline_run_id"],
     }
+    client = MlflowClient(settings.mlflow_tracking_uri)
     for key, value in version_tags.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
     log.info(
@@ -443,21 +493,6 @@ def train_and_log(
         *(settings.model_name, version, _days(info.days), recipe.name, recipe.n_trees),
         *(fits.test_metrics["pr_auc"], _days(days["test"]), fits.baseline_metrics["pr_auc"]),
     )
-    trained = {
-        "run_id": run.info.run_id,
-        "version": version,
-        "threshold": fits.threshold,
-        "alert_rate_target": fits.alert_rate,
-        "recipe": recipe.describe(),
-        "test_metrics": fits.test_metrics,
-        "baseline_metrics": fits.baseline_metrics,
-        "evaluation_run_id": evaluation_run.info.run_id,
-        "baseline_run_id": child.info.run_id,
-        "dataset_id": info.dataset_id,
-        "fit_seconds": fits.seconds,
-    }
-    Lake(settings).put_json(f"{DATASETS}/{info.dataset_id}/{TRAINED_NAME}", trained)
-    return trained
 
 
 def trained_for_dataset(settings: Settings, dataset_id: str) -> dict[str, Any] | None:
