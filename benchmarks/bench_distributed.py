@@ -67,7 +67,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from training_lib.config import load_settings
-    from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.lake.layout import VALIDATED_TRANSACTIONS
+    from training_lib.lake.storage import Lake
     from training_lib.local.airflow_client import AirflowClient
     from training_lib.local.stack import LocalStack, airflow_password, stop_processes
     from training_lib.modeling.train import seed_champion

@@ -38,7 +38,7 @@ def _publish_big_day(lake, simulator, day: date, rows: int, chunk: int = 200_000
     import pandas as pd
 
     from training_lib.ingestion.schema import to_validated_arrow
-    from training_lib.lake.storage import VALIDATED_TRANSACTIONS
+    from training_lib.lake.layout import VALIDATED_TRANSACTIONS
 
     def tables():
         for k in range(rows // chunk):
@@ -94,7 +94,8 @@ def main() -> None:
     sizes = (200_000, 1_000_000) if args.small else (1_000_000, 5_000_000)
 
     from training_lib.config import load_settings
-    from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.lake.layout import VALIDATED_TRANSACTIONS
+    from training_lib.lake.storage import Lake
     from training_lib.local.stack import LocalStack
     from training_lib.modeling.features import FEATURE_COLUMNS, build_features, load_history, validated_frame
     from training_lib.modeling.train import seed_champion

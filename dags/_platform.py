@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, PokeReturnValue, get_current_context, task
 
 from training_lib.config import load_settings
-from training_lib.lake.storage import AUDIT_REGISTRY, LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
+from training_lib.lake.layout import AUDIT_REGISTRY, LABELS, REPORTS_DRIFT, VALIDATED_TRANSACTIONS
 
 _SETTINGS = load_settings()
 _BUCKET = _SETTINGS.bucket
@@ -63,7 +63,8 @@ def validated_sensor(task_id: str):
     @task.sensor(task_id=task_id, poke_interval=_POKE_S, timeout=12 * 3600, mode="reschedule")
     def wait() -> PokeReturnValue:
         from training_lib.config import load_settings
-        from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+        from training_lib.lake.layout import VALIDATED_TRANSACTIONS
+        from training_lib.lake.storage import Lake
 
         day = run_day()
         ready = Lake(load_settings()).partition_exists(VALIDATED_TRANSACTIONS, day)
@@ -79,7 +80,8 @@ def landing_sensor(dataset: str, task_id: str, *, after_transactions: bool = Fal
     @task.sensor(task_id=task_id, poke_interval=_POKE_S, timeout=12 * 3600, mode="reschedule")
     def wait() -> PokeReturnValue:
         from training_lib.config import load_settings
-        from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+        from training_lib.lake.layout import VALIDATED_TRANSACTIONS
+        from training_lib.lake.storage import Lake
 
         day = run_day()
         lake = Lake(load_settings())

@@ -14,7 +14,7 @@ from _platform import (
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from training_lib.lake.storage import LANDING_LABELS
+from training_lib.lake.layout import LANDING_LABELS
 
 DOC = """
 ### Daily labels: confirmed fraud / legitimate outcomes

@@ -15,7 +15,7 @@ from _platform import (
 from airflow.sdk import dag, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
-from training_lib.lake.storage import LANDING_TRANSACTIONS
+from training_lib.lake.layout import LANDING_TRANSACTIONS
 
 DOC = """
 ### Daily transactions: ingestion, quality gate, drift

@@ -37,7 +37,7 @@ import pytest
 from training_lib.config import load_settings
 from training_lib.ingestion.quality import REASON, SOURCE_FILE, SOURCE_LINE
 from training_lib.ingestion.schema import CATEGORIES, TRANSACTION_COLUMN_NAMES
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -45,10 +45,9 @@ from training_lib.lake.storage import (
     QUARANTINE_TRANSACTIONS,
     REPORTS_QUALITY,
     VALIDATED_TRANSACTIONS,
-    Lake,
-    PartitionNotFound,
     partition_prefix,
 )
+from training_lib.lake.storage import Lake, PartitionNotFound
 from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -7,7 +7,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.lake.storage import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake
+from training_lib.lake.layout import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS
+from training_lib.lake.storage import Lake
 from training_lib.modeling.train import seed_champion
 from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.lake.storage import PREDICTIONS, Lake
+from training_lib.lake.layout import PREDICTIONS
+from training_lib.lake.storage import Lake
 from training_lib.local.airflow_client import AirflowClient
 from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 

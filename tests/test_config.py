@@ -71,7 +71,7 @@ def test_bad_values_raise_an_error_naming_the_variable(variable: str, value: str
 
 
 def test_the_s3_client_uses_the_configured_timeouts_and_attempts() -> None:
-    from training_lib.lake.storage import s3_client
+    from training_lib.lake.objects import s3_client
 
     settings = load_settings(
         {"FRAUD_S3_CONNECT_TIMEOUT_S": "2", "FRAUD_S3_READ_TIMEOUT_S": "7.5", "FRAUD_S3_MAX_ATTEMPTS": "3"}

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 from pii_scan import PiiScanner, ScanReport
 
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     AUDIT_REGISTRY,
     LABELS,
     LANDING_TRANSACTIONS,
@@ -24,10 +24,10 @@ from training_lib.lake.storage import (
     REPORTS_QUALITY,
     REPORTS_SCORING,
     VALIDATED_TRANSACTIONS,
-    Lake,
     partition_prefix,
-    s3_client,
 )
+from training_lib.lake.objects import s3_client
+from training_lib.lake.storage import Lake
 from training_lib.local.demo import FAST, DemoDriver, format_summary
 from training_lib.local.stack import LOOPBACK, LocalStack, listening_addresses
 from training_lib.modeling.train import DATASETS

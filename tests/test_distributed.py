@@ -21,15 +21,15 @@ import pytest
 from conftest import StackHandle, free_port, stack_environment, start_stack
 
 from training_lib.config import DUMMY_S3_KEY
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     LANDING_TRANSACTIONS,
     PREDICTIONS,
     QUARANTINE_TRANSACTIONS,
     VALIDATED_TRANSACTIONS,
-    Lake,
-    ensure_bucket,
     partition_prefix,
 )
+from training_lib.lake.objects import ensure_bucket
+from training_lib.lake.storage import Lake
 from training_lib.local.stack import StackPaths
 from training_lib.modeling.train import seed_champion
 from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days

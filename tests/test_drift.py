@@ -263,7 +263,7 @@ def test_entirely_null_column_is_reported_not_computed(reference: pd.DataFrame) 
 @pytest.fixture(scope="module")
 def lake_settings(moto_endpoint: str) -> Settings:
     from training_lib.config import load_settings
-    from training_lib.lake.storage import ensure_bucket
+    from training_lib.lake.objects import ensure_bucket
 
     settings = load_settings(
         {
@@ -281,7 +281,8 @@ def test_bootstrap_reference_of_a_day_is_the_same_when_the_day_is_rerun(lake_set
     from datetime import timedelta
 
     from training_lib.ingestion.schema import to_validated_arrow
-    from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+    from training_lib.lake.layout import VALIDATED_TRANSACTIONS
+    from training_lib.lake.storage import Lake
     from training_lib.monitoring.daily_drift import BOOTSTRAP_REFERENCE_KEY, bootstrap_reference
 
     lake = Lake(lake_settings)

@@ -28,16 +28,16 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     AUDIT_REGISTRY,
     LANDING_TRANSACTIONS,
     MANIFEST_NAME,
     PREDICTIONS,
     QUARANTINE_TRANSACTIONS,
     VALIDATED_TRANSACTIONS,
-    Lake,
     partition_prefix,
 )
+from training_lib.lake.storage import Lake
 from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
 from training_lib.local.stack import StackPaths, http_ok, process_alive, recorded_pid, stop_processes
 from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from training_lib.ingestion.schema import PII_COLUMNS, TRANSACTION_COLUMN_NAMES, to_validated_arrow
-from training_lib.lake.storage import VALIDATED_TRANSACTIONS, Lake
+from training_lib.lake.layout import VALIDATED_TRANSACTIONS
+from training_lib.lake.storage import Lake
 from training_lib.modeling.features import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
@@ -364,7 +365,7 @@ def test_fraud_sprees_have_much_higher_velocity() -> None:
 @pytest.fixture(scope="module")
 def lake(moto_endpoint: str) -> Lake:
     from training_lib.config import load_settings
-    from training_lib.lake.storage import ensure_bucket
+    from training_lib.lake.objects import ensure_bucket
 
     settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": "features"})
     ensure_bucket(settings)

@@ -11,7 +11,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -19,9 +19,9 @@ from training_lib.lake.storage import (
     REPORTS_DRIFT,
     REPORTS_QUALITY,
     VALIDATED_TRANSACTIONS,
-    Lake,
     partition_prefix,
 )
+from training_lib.lake.storage import Lake
 from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

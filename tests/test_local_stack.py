@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from training_lib.lake.storage import s3_client
+from training_lib.lake.objects import s3_client
 from training_lib.local.airflow_client import AirflowApiError, AirflowClient
 from training_lib.local.stack import (
     StackPaths,

@@ -13,7 +13,9 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 
 from training_lib.config import Settings, load_settings
 from training_lib.ingestion.schema import label_arrow_schema
-from training_lib.lake.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake, ensure_bucket
+from training_lib.lake.layout import LABELS, PREDICTIONS, REPORTS_PERFORMANCE
+from training_lib.lake.objects import ensure_bucket
+from training_lib.lake.storage import Lake
 from training_lib.monitoring.performance import (
     below_floor_check,
     judge_performance,

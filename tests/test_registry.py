@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from training_lib.config import Settings, load_settings
-from training_lib.lake.storage import AUDIT_REGISTRY, Lake, LakeError, ensure_bucket
+from training_lib.lake.layout import AUDIT_REGISTRY
+from training_lib.lake.objects import LakeError, ensure_bucket
+from training_lib.lake.storage import Lake
 from training_lib.modeling.registry import (
     CHALLENGER,
     CHAMPION,
@@ -556,7 +558,7 @@ def test_platform_status_shows_aliases_history_and_moves_outside_the_platform(
 ) -> None:
     from datetime import date
 
-    from training_lib.lake.storage import REPORTS_DRIFT, REPORTS_QUALITY
+    from training_lib.lake.layout import REPORTS_DRIFT, REPORTS_QUALITY
     from training_lib.monitoring.model_status import platform_status
 
     v1, v2 = make_versions(registry, 2)

@@ -18,15 +18,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
     PREDICTIONS,
     VALIDATED_TRANSACTIONS,
-    Lake,
     partition_prefix,
-    s3_client,
 )
+from training_lib.lake.objects import s3_client
+from training_lib.lake.storage import Lake
 from training_lib.simulation.simulate import SimulationConfig, Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2700)]

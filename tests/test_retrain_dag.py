@@ -14,7 +14,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from training_lib.lake.storage import AUDIT_REGISTRY, Lake
+from training_lib.lake.layout import AUDIT_REGISTRY
+from training_lib.lake.storage import Lake
 from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
 from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 

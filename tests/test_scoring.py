@@ -15,7 +15,9 @@ import pyarrow as pa
 import pytest
 
 from training_lib.config import Settings, load_settings
-from training_lib.lake.storage import PREDICTIONS, REPORTS_SCORING, Lake, ensure_bucket
+from training_lib.lake.layout import PREDICTIONS, REPORTS_SCORING
+from training_lib.lake.objects import ensure_bucket
+from training_lib.lake.storage import Lake
 from training_lib.privacy import card_tokens
 from training_lib.scoring.batch import (
     Champion,

@@ -429,7 +429,7 @@ def test_cli_writes_to_the_lake_bucket(monkeypatch: pytest.MonkeyPatch, capsys: 
     from moto.server import ThreadedMotoServer
 
     from training_lib.config import load_settings
-    from training_lib.lake.storage import ensure_bucket, s3_client
+    from training_lib.lake.objects import ensure_bucket, s3_client
     from training_lib.simulation import simulate
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)

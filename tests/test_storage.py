@@ -14,15 +14,9 @@ import pyarrow as pa
 import pytest
 
 from training_lib.config import Settings, load_settings
-from training_lib.lake.storage import (
-    Lake,
-    LakeError,
-    LakeKeyError,
-    PartitionChanged,
-    PartitionNotFound,
-    ensure_bucket,
-    partition_prefix,
-)
+from training_lib.lake.layout import partition_prefix
+from training_lib.lake.objects import LakeError, LakeKeyError, ensure_bucket
+from training_lib.lake.storage import Lake, PartitionChanged, PartitionNotFound
 
 BUCKET = "lake-test"
 DAY = date(2024, 3, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -21,8 +21,8 @@ from training_lib.lake.storage import (
     QUARANTINE_TRANSACTIONS,
     REPORTS_QUALITY,
     VALIDATED_TRANSACTIONS,
-    Lake,
 )
+from training_lib.lake.storage import Lake
 
 log = logging.getLogger(__name__)
 

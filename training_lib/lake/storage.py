@@ -1,7 +1,7 @@
-"""S3 access for the platform: clients built from settings (moto, MinIO or AWS alike) and the lake layout.
+"""The lake's partitions: daily partitions of tabular datasets, published atomically, and the reports beside them.
 
-:class:`Lake` is the one way the platform reads and writes its bucket. Daily partitions of tabular
-datasets are published atomically: Parquet part files with a fresh version id first, then
+:class:`Lake` is the one way the platform reads and writes its bucket (objects: :class:`ObjectStore`; keys:
+:mod:`training_lib.lake.layout`). Parquet part files with a fresh version id are written first, then
 ``<prefix>/_manifest.json`` in a single PUT (the commit point), then the parts no manifest refers to are
 deleted. Readers only read what a manifest lists, so they never see half a partition or two versions.
 One committer per partition at a time (one Airflow task per dataset and day); several tasks may stage versions
@@ -15,113 +15,32 @@ import io
 import json
 import logging
 import mimetypes
-import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from training_lib.config import Settings, load_settings
+from training_lib.lake.layout import (
+    DAY_FOLDER_RE,
+    MANIFEST_KEY_RE,
+    MANIFEST_NAME,
+    dataset_root,
+    is_hidden,
+    manifest_key,
+    partition_prefix,
+    report_key,
+)
+from training_lib.lake.objects import LakeError, LakeKeyError, ObjectStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from mypy_boto3_s3 import S3Client  # pragma: no cover
-else:
-    S3Client = Any
 
 log = logging.getLogger(__name__)
 
-# Lake layout: every dataset is partitioned by day as <dataset>/dt=YYYY-MM-DD/.
-LANDING_TRANSACTIONS = "landing/transactions"  # files as delivered (CSV in the Kaggle layout or Parquet)
-LANDING_LABELS = "landing/labels"  # label files as delivered
-VALIDATED_TRANSACTIONS = "validated/transactions"  # rows that passed the quality suite (Parquet)
-QUARANTINE_TRANSACTIONS = "quarantine/transactions"  # rows that failed, as text, with the reason
-LABELS = "labels"  # the label store: confirmed labels per confirmation day
-QUARANTINE_LABELS = "quarantine/labels"
-REPORTS_QUALITY = "reports/quality"  # GX Data Docs + JSON summary per day
-REPORTS_DRIFT = "reports/drift"  # Evidently HTML + JSON summary per day
-PREDICTIONS = "predictions"  # batch scores per day: one row per validated transaction, card tokens only
-REPORTS_SCORING = "reports/scoring"  # per-day scoring summary
-REPORTS_PERFORMANCE = "reports/performance"  # realized quality once a scored day's labels matured
-AUDIT_REGISTRY = "audit/registry"  # append-only log of champion/challenger decisions: one object per event
-LAKE_DATASETS = (
-    LANDING_TRANSACTIONS,
-    LANDING_LABELS,
-    VALIDATED_TRANSACTIONS,
-    QUARANTINE_TRANSACTIONS,
-    LABELS,
-    QUARANTINE_LABELS,
-    REPORTS_QUALITY,
-    REPORTS_DRIFT,
-)
-
-
-def partition_prefix(dataset: str, day: date) -> str:
-    """``<dataset>/dt=YYYY-MM-DD`` (no trailing slash)."""
-    return f"{dataset}/dt={day.isoformat()}"
-
-
-def s3_client(settings: Settings | None = None) -> S3Client:
-    """A boto3 S3 client for the configured endpoint, region and (optional) explicit keys.
-
-    Timeouts and attempts come from the settings (``FRAUD_S3_*``): a server that accepts connections but
-    never answers (hung, frozen) fails the request after ``max_attempts * read_timeout`` plus backoff, so
-    the task fails and Airflow retries it, instead of the task hanging."""
-    import boto3
-    from botocore.config import Config
-
-    settings = settings or load_settings()
-    key, secret = settings.s3_credentials()
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.aws_region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(
-            retries={"total_max_attempts": settings.s3_max_attempts, "mode": "standard"},
-            connect_timeout=settings.s3_connect_timeout_s,
-            read_timeout=settings.s3_read_timeout_s,
-        ),
-    )
-
-
-def ensure_bucket(settings: Settings | None = None) -> None:
-    """Create the platform bucket when it does not exist (idempotent)."""
-    from botocore.exceptions import ClientError
-
-    settings = settings or load_settings()
-    client = s3_client(settings)
-    try:
-        client.head_bucket(Bucket=settings.bucket)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
-            raise
-        client.create_bucket(Bucket=settings.bucket)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The lake: objects, landing files, atomically published Parquet partitions, reports.
-
-MANIFEST_NAME = "_manifest.json"
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 ROW_GROUP_ROWS = 128 * 1024  # rows per Parquet row group: the unit iter_partition_batches reads at most
 DEFAULT_BATCH_ROWS = 64 * 1024
 _READ_ATTEMPTS = 5  # manifest reloads when a concurrent re-publish removed the parts a reader was reading
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_DAY_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})$")
-_MANIFEST_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/" + re.escape(MANIFEST_NAME))
-
-
-class LakeError(Exception):
-    """An S3 operation on the lake failed; the message names ``s3://bucket/key``."""
-
-
-class LakeKeyError(LakeError, KeyError):
-    """The object does not exist; the message names ``s3://bucket/key``."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class PartitionNotFound(LakeKeyError):
@@ -132,185 +51,26 @@ class PartitionChanged(LakeError):
     """A streaming reader lost its version to a concurrent re-publish after it had yielded rows."""
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _dataset(dataset: str) -> str:
-    cleaned = dataset.strip("/")
-    if not cleaned or ".." in cleaned.split("/"):
-        raise ValueError(f"not a lake dataset prefix: {dataset!r}")
-    return cleaned
-
-
 def _new_version() -> str:
     """A sortable, unique partition version: UTC timestamp (microseconds) + random suffix."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"
 
 
-def _hidden(relative_key: str) -> bool:
-    """A marker, temporary or hidden object: some path component starts with ``_`` or ``.``, or a folder key."""
-    return relative_key.endswith("/") or any(part.startswith(("_", ".")) for part in relative_key.split("/"))
-
-
-class Lake:
-    """The platform bucket: objects, landing files, atomically published partitions and reports."""
-
-    def __init__(self, settings: Settings | None = None, client: S3Client | None = None) -> None:
-        self.settings = settings or load_settings()
-        self.client: S3Client = client if client is not None else s3_client(self.settings)
-
-    @property
-    def bucket(self) -> str:
-        return self.settings.bucket
-
-    def __repr__(self) -> str:
-        return f"Lake(s3://{self.bucket}, endpoint={self.settings.s3_endpoint_url or 'aws'})"
-
-    def uri(self, key: str) -> str:
-        """``s3://bucket/key``."""
-        return f"s3://{self.bucket}/{key}"
-
-    def _fail(self, operation: str, key: str, exc: Exception) -> LakeError:
-        code = _error_code(exc)
-        if code in _MISSING_CODES:
-            return LakeKeyError(f"{self.uri(key)} does not exist ({operation})")
-        return LakeError(f"S3 {operation} {self.uri(key)} failed: {exc}")
-
-    # -- objects ------------------------------------------------------------------------------------------------------
-
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        """Write one object in a single PUT (atomic: readers see the old or the new object, never a mix)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        extra = {"ContentType": content_type} if content_type else {}
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("PUT", key, exc) from exc
-
-    def get_bytes(self, key: str) -> bytes:
-        """The object's content; :class:`LakeKeyError` naming ``s3://bucket/key`` when it does not exist."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("GET", key, exc) from exc
-
-    def exists(self, key: str) -> bool:
-        """Whether the object exists (HEAD)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
-                return False
-            raise self._fail("HEAD", key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("HEAD", key, exc) from exc
-        return True
-
-    def list_keys(self, prefix: str, *, page_size: int = 1000) -> list[str]:
-        """Every key starting with ``prefix`` (a raw prefix: end it with ``/`` for a folder), sorted."""
-        return sorted(key for key, _ in self._list(prefix, page_size=page_size))
-
-    def _list(self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000) -> Iterator[tuple[str, bool]]:
-        """(key, is_common_prefix) pairs under ``prefix``, all pages."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                **kwargs, PaginationConfig={"PageSize": page_size}
-            )
-            for page in pages:
-                for item in page.get("Contents", []):
-                    yield item["Key"], False
-                for common in page.get("CommonPrefixes", []):
-                    yield common["Prefix"], True
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("LIST", prefix, exc) from exc
-
-    def delete_keys(self, keys: Iterable[str]) -> int:
-        """Delete the given keys (1000 per request); the number of keys deleted."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        batch: list[str] = []
-        deleted = 0
-
-        def flush() -> None:
-            nonlocal deleted
-            try:
-                response = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("DELETE", batch[0], exc) from exc
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise LakeError(
-                    f"S3 DELETE {self.uri(first.get('Key', '?'))} failed: {first.get('Code')} {first.get('Message')}"
-                    f" ({len(errors)} of {len(batch)} keys not deleted)"
-                )
-            deleted += len(batch)
-            batch.clear()
-
-        for key in keys:
-            batch.append(key)
-            if len(batch) == 1000:
-                flush()
-        if batch:
-            flush()
-        return deleted
-
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every key starting with ``prefix`` (must not be empty); the number of keys deleted."""
-        if not prefix.strip("/"):
-            raise ValueError("refusing to delete with an empty prefix (the whole bucket)")
-        return self.delete_keys(self.list_keys(prefix))
-
-    def put_json(self, key: str, obj: Any) -> None:
-        """Write ``obj`` as UTF-8 JSON in a single PUT."""
-        data = json.dumps(obj, indent=2, ensure_ascii=False).encode()
-        self.put_bytes(key, data, "application/json")
-
-    def get_json(self, key: str, *, missing_ok: bool = False) -> Any:
-        """Parse the object as JSON. Missing: :class:`LakeKeyError`, or ``None`` with ``missing_ok=True``."""
-        try:
-            data = self.get_bytes(key)
-        except LakeKeyError:
-            if missing_ok:
-                return None
-            raise
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise LakeError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
-
-    def presigned_url(self, key: str, expires_in: int = 3600) -> str:
-        """A time-limited HTTP(S) GET URL for the object (for links to reports)."""
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
+class Lake(ObjectStore):
+    """The platform bucket: its objects, landing files, atomically published partitions and reports."""
 
     # -- landing ------------------------------------------------------------------------------------------------------
 
     def landing_files(self, dataset: str, day: date) -> list[str]:
         """Keys delivered under ``<dataset>/dt=D/``, without markers and hidden names (``_…``, ``.…``), sorted."""
-        prefix = partition_prefix(_dataset(dataset), day) + "/"
-        return [key for key in self.list_keys(prefix) if not _hidden(key[len(prefix) :])]
+        prefix = partition_prefix(dataset_root(dataset), day) + "/"
+        return [key for key in self.list_keys(prefix) if not is_hidden(key[len(prefix) :])]
 
     def list_days(self, dataset: str) -> list[date]:
         """Days with any object under ``<dataset>/dt=D/`` (e.g. landing folders), sorted."""
         days = set()
-        for common, is_prefix in self._list(_dataset(dataset) + "/dt=", delimiter="/"):
-            match = _DAY_RE.search(common.rstrip("/"))
+        for common, is_prefix in self._list(dataset_root(dataset) + "/dt=", delimiter="/"):
+            match = DAY_FOLDER_RE.search(common.rstrip("/"))
             if is_prefix and match:
                 days.add(date.fromisoformat(match.group(1)))
         return sorted(days)
@@ -319,7 +79,7 @@ class Lake:
 
     def manifest_key(self, dataset: str, day: date) -> str:
         """``<dataset>/dt=D/_manifest.json``: the commit point of the partition."""
-        return f"{partition_prefix(_dataset(dataset), day)}/{MANIFEST_NAME}"
+        return manifest_key(dataset, day)
 
     def partition_manifest(self, dataset: str, day: date) -> dict[str, Any] | None:
         """The manifest in force, or ``None`` when the partition was never published."""
@@ -331,10 +91,10 @@ class Lake:
 
     def list_partitions(self, dataset: str) -> list[date]:
         """Days of ``dataset`` that have a manifest, sorted."""
-        root = _dataset(dataset) + "/"
+        root = dataset_root(dataset) + "/"
         days = set()
         for key in self.list_keys(root + "dt="):
-            match = _MANIFEST_RE.fullmatch(key[len(root) :])
+            match = MANIFEST_KEY_RE.fullmatch(key[len(root) :])
             if match:
                 days.add(date.fromisoformat(match.group(1)))
         return sorted(days)
@@ -377,7 +137,7 @@ class Lake:
         """
         import pyarrow as pa
 
-        prefix = partition_prefix(_dataset(dataset), day)
+        prefix = partition_prefix(dataset_root(dataset), day)
         meta = dict(metadata or {})
         json.dumps(meta)  # fail on unserialisable metadata before anything is written
         version = _new_version()
@@ -414,7 +174,7 @@ class Lake:
         assert target is not None
         return {
             "version": version,
-            "dataset": _dataset(dataset),
+            "dataset": dataset_root(dataset),
             "day": day.isoformat(),
             "files": list(written),
             "rows": rows,
@@ -637,10 +397,8 @@ class Lake:
     # -- reports ------------------------------------------------------------------------------------------------------
 
     def report_key(self, dataset: str, day: date, name: str) -> str:
-        """``<dataset>/dt=D/<name>``, e.g. ``reports/drift/dt=2024-01-01/report.html``."""
-        if not name or name.startswith("/") or ".." in name.split("/"):
-            raise ValueError(f"not a report name: {name!r}")
-        return f"{partition_prefix(_dataset(dataset), day)}/{name}"
+        """``<dataset>/dt=D/<name>`` (:func:`training_lib.lake.layout.report_key`)."""
+        return report_key(dataset, day, name)
 
     def put_report(self, dataset: str, day: date, name: str, data: bytes | str, content_type: str | None = None) -> str:
         """Write a report object (text is UTF-8); content type guessed from ``name`` when not given. Its key."""

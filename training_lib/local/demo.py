@@ -33,7 +33,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from training_lib.config import Settings, load_settings
-from training_lib.lake.storage import (
+from training_lib.lake.layout import (
     LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
@@ -43,9 +43,9 @@ from training_lib.lake.storage import (
     REPORTS_QUALITY,
     REPORTS_SCORING,
     VALIDATED_TRANSACTIONS,
-    Lake,
     partition_prefix,
 )
+from training_lib.lake.storage import Lake
 from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient
 from training_lib.simulation.simulate import SimulationConfig, Simulator
 

@@ -661,7 +661,7 @@ class LocalStack:
         if "s3" in groups:
             names = self._start_missing(groups["s3"])
             took = self._wait("S3 (moto)", self._s3_healthy, timeout, names)
-            from training_lib.lake.storage import ensure_bucket
+            from training_lib.lake.objects import ensure_bucket
 
             ensure_bucket(self.settings)
             self.echo(f"[s3] healthy after {took:.1f}s, bucket s3://{self.settings.bucket} ready")

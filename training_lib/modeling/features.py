@@ -350,7 +350,7 @@ def load_history(lake: Lake, first_day: date, days: int = HISTORY_DAYS) -> pd.Da
 
 
 def _load_days(lake: Lake, days: Sequence[date], columns: Sequence[str], *, strict: bool = False) -> pd.DataFrame:
-    from training_lib.lake.storage import VALIDATED_TRANSACTIONS
+    from training_lib.lake.layout import VALIDATED_TRANSACTIONS
 
     read = None if columns == TRANSACTION_COLUMN_NAMES else columns
     table = lake.read_partitions(VALIDATED_TRANSACTIONS, days, columns=read, strict=strict)

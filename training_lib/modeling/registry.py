@@ -41,7 +41,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from training_lib.config import Settings
-from training_lib.lake.storage import AUDIT_REGISTRY, Lake, LakeError
+from training_lib.lake.layout import AUDIT_REGISTRY
+from training_lib.lake.objects import LakeError
+from training_lib.lake.storage import Lake
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import LABELS, VALIDATED_TRANSACTIONS, Lake
+from training_lib.lake.layout import LABELS, VALIDATED_TRANSACTIONS
+from training_lib.lake.storage import Lake
 
 if TYPE_CHECKING:
     import numpy as np

@@ -14,7 +14,8 @@ from datetime import date
 from typing import Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import REPORTS_DRIFT, VALIDATED_TRANSACTIONS, Lake, PartitionNotFound
+from training_lib.lake.layout import REPORTS_DRIFT, VALIDATED_TRANSACTIONS
+from training_lib.lake.storage import Lake, PartitionNotFound
 from training_lib.modeling.reference import CHAMPION_REFERENCE_ARTIFACT, build_reference
 from training_lib.monitoring.drift import run_drift_report
 

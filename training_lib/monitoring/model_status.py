@@ -10,7 +10,8 @@ from datetime import date
 from typing import Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import REPORTS_DRIFT, REPORTS_QUALITY, REPORTS_SCORING, Lake
+from training_lib.lake.layout import REPORTS_DRIFT, REPORTS_QUALITY, REPORTS_SCORING
+from training_lib.lake.storage import Lake
 
 VERSION_TAGS = ("decision", "reason", "decided_at", "decided_by", "test_pr_auc", "threshold", "training_window")
 RUN_METRICS = (

@@ -6,7 +6,8 @@ from datetime import date
 from typing import Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import LABELS, Lake
+from training_lib.lake.layout import LABELS
+from training_lib.lake.storage import Lake
 from training_lib.modeling.registry import LABELS_THROUGH_TAG
 
 

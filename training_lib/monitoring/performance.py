@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import LABELS, PREDICTIONS, REPORTS_PERFORMANCE, Lake
+from training_lib.lake.layout import LABELS, PREDICTIONS, REPORTS_PERFORMANCE
+from training_lib.lake.storage import Lake
 from training_lib.modeling.fitting import evaluate
 from training_lib.modeling.train import MATURED_LABEL_SHARE, load_labels
 from training_lib.notify import Notification

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
-from training_lib.lake.storage import PREDICTIONS, REPORTS_SCORING, VALIDATED_TRANSACTIONS, Lake, partition_prefix
+from training_lib.lake.layout import PREDICTIONS, REPORTS_SCORING, VALIDATED_TRANSACTIONS, partition_prefix
+from training_lib.lake.storage import Lake
 
 if TYPE_CHECKING:
     import numpy as np

@@ -52,7 +52,9 @@ import pyarrow.compute as pc
 
 from training_lib.config import Settings, load_settings
 from training_lib.ingestion.schema import CATEGORIES, LABEL_COLUMN_NAMES, ONLINE_CATEGORIES, TRANSACTION_COLUMN_NAMES
-from training_lib.lake.storage import LANDING_LABELS, LANDING_TRANSACTIONS, Lake, partition_prefix, s3_client
+from training_lib.lake.layout import LANDING_LABELS, LANDING_TRANSACTIONS, partition_prefix
+from training_lib.lake.objects import s3_client
+from training_lib.lake.storage import Lake
 
 DayRef = date | int  # a calendar day, or an offset in days from SimulationConfig.start
 
@@ -982,7 +984,7 @@ def publish_validated_days(
     import pyarrow as pa
 
     from training_lib.ingestion.schema import label_arrow_schema, to_validated_arrow
-    from training_lib.lake.storage import LABELS, VALIDATED_TRANSACTIONS
+    from training_lib.lake.layout import LABELS, VALIDATED_TRANSACTIONS
 
     rows = 0
     for day in days:
