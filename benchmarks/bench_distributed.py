@@ -19,7 +19,6 @@ import shutil
 import socket
 import statistics
 import tempfile
-import urllib.parse
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -42,14 +41,8 @@ def _shard_phase(client, run_id: str) -> dict[str, float]:
         )
     first = min(ti["start_date"] for ti in shards)
     last = max(ti["end_date"] for ti in shards)
-    quoted = urllib.parse.quote(run_id, safe="")
     inside = [  # score_shard's own timer (model load, S3 reads, features, predict, staging), from its XCom
-        client._request(
-            "GET",
-            f"/api/v2/dags/batch_score/dagRuns/{quoted}/taskInstances/scoring.score_shard/xcomEntries/return_value"
-            f"?map_index={ti['map_index']}&deserialize=true",
-        )["value"]["seconds"]
-        for ti in shards
+        client.xcom("batch_score", run_id, "scoring.score_shard", map_index=ti["map_index"])["seconds"] for ti in shards
     ]
     return {
         "shards": len(shards),

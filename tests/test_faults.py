@@ -318,7 +318,7 @@ def test_mlflow_down_fails_retrain_clearly_and_a_rerun_succeeds_once_it_is_back(
     assert _registry(settings).aliases() == aliases_before
 
     restarted_at = time.monotonic()
-    client.clear_run("retrain", run_id, only_failed=True)
+    client.clear_run("retrain", run_id, only_failed=True, busy_retries=5)
     _poll(lambda: client.get_run("retrain", run_id)["state"] != "failed", 120, "the cleared run to restart")
     final = client.wait_for_run("retrain", run_id, timeout=1200)
     assert final["state"] == "success", _states(client, "retrain", run_id)

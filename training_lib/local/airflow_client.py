@@ -138,12 +138,22 @@ class AirflowClient:
 
         return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
-    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = False) -> list[dict]:
+    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = False, busy_retries: int = 0) -> list[dict]:
         """Clear the task instances of a run (the UI's "Clear" on a run; ``only_failed``: "Clear failed tasks"),
-        which then run again. Safe to repeat: a busy or slow server is retried."""
+        which then run again. A busy server is retried only ``busy_retries`` times: a clear that took effect
+        but went unanswered, repeated, would clear tasks that had already started again."""
         body = {"dag_run_id": run_id, "dry_run": False, "only_failed": only_failed, "reset_dag_runs": True}
         path = f"/api/v2/dags/{dag_id}/clearTaskInstances"
-        return self._request("POST", path, body, retries=5)["task_instances"]
+        return self._request("POST", path, body, retries=busy_retries)["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """The deserialized value of one XCom of a task instance (``map_index`` of a mapped task)."""
+        quoted = urllib.request.quote(run_id, safe="")
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}"
+            f"?map_index={map_index}&deserialize=true"
+        )
+        return self._request("GET", path)["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> Any:
         """The log of one try of a task: the API's structured events (``content``)."""

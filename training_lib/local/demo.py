@@ -289,7 +289,7 @@ class DemoDriver:
         after the first model.
         A retrain can be fitted through D only once D+1's labels landed, by then D's scoring run has long
         resolved its model (its plan runs seconds after the trigger, a retrain takes minutes); should a day
-        ever be scored by a model fitted on it, ``monitoring`` marks it in-sample and does not measure it."""
+        ever be scored by a model fitted on it, realized quality (``monitoring.performance``) marks it in-sample."""
         for index, night in enumerate(self.nights):
             if not night.run_ids:  # the next day to land
                 previous = self.nights[index - 1] if index else None
