@@ -24,6 +24,7 @@ class FakeAirflow(BaseHTTPRequestHandler):
     running_answers = 0  # how many 409s ("already a running backfill") before it succeeds
     slow_answers = 0  # how many requests for runs answer only after the client gave up
     runs: ClassVar[dict[str, dict]] = {}  # logical date -> run created by a manual trigger
+    bodies: ClassVar[list[dict]] = []  # bodies of the clears and asset events received
     calls: ClassVar[list[str]] = []
 
     def _slow(self) -> bool:
@@ -67,6 +68,16 @@ class FakeAirflow(BaseHTTPRequestHandler):
             FakeAirflow.runs[body["logical_date"]] = run
             if not self._slow():  # created, but the answer comes too late: lost
                 self._answer(200, run)
+        elif self.path == "/api/v2/dags/d/clearTaskInstances":
+            if FakeAirflow.busy_answers > 0:
+                FakeAirflow.busy_answers -= 1
+                self._answer(503, {"detail": "Database is locked."})
+            else:
+                FakeAirflow.bodies.append(body)
+                self._answer(200, {"task_instances": [{"task_id": "t", "only_failed": body["only_failed"]}]})
+        elif self.path == "/api/v2/assets/events":
+            FakeAirflow.bodies.append(body)
+            self._answer(200, {"asset_id": body["asset_id"], "extra": body["extra"]})
         else:
             self._answer(404, {"detail": "not found"})
 
@@ -78,6 +89,11 @@ class FakeAirflow(BaseHTTPRequestHandler):
             query = parse_qs(urlsplit(self.path).query)
             runs = [run for day, run in FakeAirflow.runs.items() if day == query["logical_date_gte"][0]]
             self._answer(200, {"dag_runs": runs, "total_entries": len(runs)})
+        elif self.path.startswith("/api/v2/assets?"):
+            assets = [{"id": 7, "name": "drift_detected_old"}, {"id": 8, "name": "drift_detected"}]
+            self._answer(200, {"assets": assets, "total_entries": 2})
+        elif self.path.startswith("/api/v2/dags/d/dagRuns/r%2F1/taskInstances/t/xcomEntries/return_value?"):
+            self._answer(200, {"key": "return_value", "value": {"seconds": 1.5, "query": urlsplit(self.path).query}})
         else:
             self._answer(404, {"detail": "not found"})
 
@@ -94,6 +110,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
     FakeAirflow.calls = []
     FakeAirflow.busy_answers = FakeAirflow.running_answers = FakeAirflow.audit_failures = FakeAirflow.slow_answers = 0
     FakeAirflow.runs = {}
+    FakeAirflow.bodies = []
     try:
         yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw", timeout=CLIENT_TIMEOUT_S)
     finally:
@@ -169,3 +186,26 @@ def test_a_trigger_without_a_logical_date_is_never_repeated(client: AirflowClien
     with pytest.raises(TimeoutError):
         client.trigger("d", logical_date=None)
     assert FakeAirflow.calls.count("POST /api/v2/dags/d/dagRuns") == 1
+
+
+def test_a_clear_is_not_repeated_on_a_busy_answer_unless_asked(client: AirflowClient) -> None:
+    FakeAirflow.busy_answers = 1
+    with pytest.raises(AirflowApiError) as raised:
+        client.clear_run("d", "r/1")
+    assert raised.value.status == 503 and FakeAirflow.bodies == []
+    FakeAirflow.busy_answers = 2
+    cleared = client.clear_run("d", "r/1", only_failed=True, busy_retries=3)
+    assert cleared == [{"task_id": "t", "only_failed": True}]
+    assert FakeAirflow.bodies == [{"dag_run_id": "r/1", "dry_run": False, "only_failed": True, "reset_dag_runs": True}]
+    assert FakeAirflow.calls.count("POST /api/v2/dags/d/clearTaskInstances") == 4
+
+
+def test_an_asset_event_goes_to_the_asset_of_exactly_that_name(client: AirflowClient) -> None:
+    event = client.create_asset_event("drift_detected", {"dt": "2026-03-12"})
+    assert event == {"asset_id": 8, "extra": {"dt": "2026-03-12"}}
+    assert "GET /api/v2/assets?name_pattern=drift_detected" in FakeAirflow.calls
+
+
+def test_an_xcom_of_a_mapped_task_is_read_by_map_index(client: AirflowClient) -> None:
+    value = client.xcom("d", "r/1", "t", map_index=3)
+    assert value["seconds"] == 1.5 and value["query"] == "map_index=3&deserialize=true"
