@@ -104,10 +104,24 @@ def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     env = stack_environment(state_dir)
     env.update(getattr(request.module, "STACK_SETTINGS", {}))
     handle = start_stack(env, state_dir)
+    failed_before = request.session.testsfailed
     try:
         yield handle
     finally:
+        if request.session.testsfailed > failed_before:
+            _report_stack(request, handle, state_dir)
         handle.cli("down")
+
+
+def _report_stack(request: pytest.FixtureRequest, handle: StackHandle, state_dir: Path, lines: int = 25) -> None:
+    """After a failure in a module: the stack's process status and the end of each service's log, on the
+    terminal (CI keeps nothing else of a test's stack)."""
+    write = request.config.pluginmanager.get_plugin("terminalreporter").write_line
+    status = handle.cli("status")
+    write(f"\n--- stack status after a failure in {request.module.__name__}\n{status.stdout}{status.stderr}")
+    for path in sorted((state_dir / "logs").glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        write(f"--- last {len(tail)} lines of {path.name}\n" + "\n".join(line[:400] for line in tail))
 
 
 def start_stack(env: dict[str, str], state_dir: Path) -> StackHandle:

@@ -26,6 +26,8 @@ class FakeAirflow(BaseHTTPRequestHandler):
     runs: ClassVar[dict[str, dict]] = {}  # logical date -> run created by a manual trigger
     bodies: ClassVar[list[dict]] = []  # bodies of the clears and asset events received
     calls: ClassVar[list[str]] = []
+    paused: ClassVar[dict[str, bool]] = {}  # dag id -> is_paused
+    paused_at_backfill: ClassVar[list[bool]] = []  # the DAG's paused state at each backfill POST
 
     def _slow(self) -> bool:
         if FakeAirflow.slow_answers > 0:
@@ -49,6 +51,7 @@ class FakeAirflow(BaseHTTPRequestHandler):
         if self.path == "/auth/token":
             self._answer(201, {"access_token": "t0ken"})
         elif self.path == "/api/v2/backfills":
+            FakeAirflow.paused_at_backfill.append(FakeAirflow.paused.get(body["dag_id"], False))
             if FakeAirflow.audit_failures > 0:
                 FakeAirflow.audit_failures -= 1
                 self._answer(500, {"detail": {"reason": "Database error", "statement": "hidden"}})
@@ -85,7 +88,10 @@ class FakeAirflow(BaseHTTPRequestHandler):
         FakeAirflow.calls.append(f"GET {self.path}")
         if self._slow():
             return
-        if self.path.startswith("/api/v2/dags/d/dagRuns?"):
+        if self.path.startswith("/api/v2/dags/") and self.path.count("/") == 4:
+            dag_id = self.path.rsplit("/", 1)[1]
+            self._answer(200, {"dag_id": dag_id, "is_paused": FakeAirflow.paused.get(dag_id, False)})
+        elif self.path.startswith("/api/v2/dags/d/dagRuns?"):
             query = parse_qs(urlsplit(self.path).query)
             runs = [run for day, run in FakeAirflow.runs.items() if day == query["logical_date_gte"][0]]
             self._answer(200, {"dag_runs": runs, "total_entries": len(runs)})
@@ -96,6 +102,13 @@ class FakeAirflow(BaseHTTPRequestHandler):
             self._answer(200, {"key": "return_value", "value": {"seconds": 1.5, "query": urlsplit(self.path).query}})
         else:
             self._answer(404, {"detail": "not found"})
+
+    def do_PATCH(self) -> None:
+        FakeAirflow.calls.append(f"PATCH {self.path}")
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        dag_id = self.path.rsplit("/", 1)[1]
+        FakeAirflow.paused[dag_id] = body["is_paused"]
+        self._answer(200, {"dag_id": dag_id, "is_paused": body["is_paused"]})
 
     def log_message(self, *args) -> None:
         pass
@@ -111,6 +124,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
     FakeAirflow.busy_answers = FakeAirflow.running_answers = FakeAirflow.audit_failures = FakeAirflow.slow_answers = 0
     FakeAirflow.runs = {}
     FakeAirflow.bodies = []
+    FakeAirflow.paused, FakeAirflow.paused_at_backfill = {}, []
     try:
         yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw", timeout=CLIENT_TIMEOUT_S)
     finally:
@@ -138,6 +152,21 @@ def test_a_half_failed_creation_is_retried_until_the_left_over_backfill_complete
     FakeAirflow.audit_failures = 1
     assert client.create_backfill("transactions_daily", "2026-04-01", "2026-04-30")["id"] == 1
     assert FakeAirflow.calls.count("POST /api/v2/backfills") == 5
+
+
+def test_the_dag_is_paused_while_its_backfill_is_created(client: AirflowClient) -> None:
+    """So that the scheduler never starts a run of a half-made backfill that Airflow may delete again."""
+    FakeAirflow.busy_answers = 1
+    client.create_backfill("transactions_daily", "2026-04-01", "2026-04-30")
+    assert FakeAirflow.paused_at_backfill == [True, True]
+    assert FakeAirflow.paused == {"transactions_daily": False}  # unpaused again after
+
+
+def test_a_paused_dag_stays_paused_after_its_backfill(client: AirflowClient) -> None:
+    FakeAirflow.paused = {"batch_score": True}
+    client.create_backfill("batch_score", "2026-01-05", "2026-01-06")
+    assert FakeAirflow.paused_at_backfill == [True]
+    assert not any(call.startswith("PATCH") for call in FakeAirflow.calls)
 
 
 def test_other_errors_are_not_retried(client: AirflowClient) -> None:

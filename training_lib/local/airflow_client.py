@@ -94,7 +94,8 @@ class AirflowClient:
         return _poll(lambda: self._get_or_none(f"/api/v2/dags/{dag_id}"), timeout, f"DAG {dag_id} to be parsed")
 
     def set_paused(self, dag_id: str, paused: bool) -> dict:
-        return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+        """Pause or unpause ``dag_id`` (safe to repeat: retried when the server is busy or slow)."""
+        return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused}, retries=5)
 
     def trigger(
         self, dag_id: str, conf: dict | None = None, logical_date: str | None = None, *, busy_retries: int = 0
@@ -190,12 +191,17 @@ class AirflowClient:
         """Backfill ``dag_id`` over [from_date, to_date] (ISO dates, ``at`` the UTC time of day of the logical
         dates, e.g. "02:00:00" for a 02:00 schedule); ``reprocess``: none|failed|completed.
 
-        On SQLite the API refuses to create a backfill while the database is busy: retried (10 times), which is
-        safe because a DAG has one backfill at a time. A creation that failed half-way can leave its backfill
-        behind, and the scheduler marks a finished backfill complete only every 30 s: while the API answers 409
-        "already a running backfill", this waits (``wait_for_running_s`` in all) and tries again; with the
-        default ``reprocess="completed"`` the new backfill re-runs the days the left-over one ran, which changes
-        nothing (re-runs are idempotent)."""
+        On SQLite, Airflow creates (or re-queues) a backfill's runs one savepoint at a time, each visible at once,
+        and when the database turns busy half-way it deletes the runs it made or re-queued: a scheduler that had
+        started one of them exits (foreign-key / deleted-row errors) and a crash loop stops the platform. So the
+        DAG is paused while its backfill is created, and its paused state restored after: the scheduler leaves
+        the runs alone until the backfill is whole.
+
+        A busy database is retried (10 times), which is safe because a DAG has one backfill at a time. A
+        creation that failed half-way can leave its backfill behind, and the scheduler marks a finished backfill
+        complete only every 30 s: while the API answers 409 "already a running backfill", this waits
+        (``wait_for_running_s`` in all) and tries again; with the default ``reprocess="completed"`` the new
+        backfill re-runs the days the left-over one ran, which changes nothing (re-runs are idempotent)."""
         body = {
             "dag_id": dag_id,
             "from_date": f"{from_date}T{at}Z",
@@ -203,15 +209,21 @@ class AirflowClient:
             "max_active_runs": max_active_runs,
             "reprocess_behavior": reprocess,
         }
+        hold = not self.get_dag(dag_id)["is_paused"]
         deadline = time.monotonic() + wait_for_running_s
         while True:
+            if hold:
+                self.set_paused(dag_id, True)
             try:
                 return self._request("POST", "/api/v2/backfills", body, retries=10)
             except AirflowApiError as exc:
                 running = exc.status == 409 and "already a running backfill" in str(exc)
                 if not running or time.monotonic() > deadline:
                     raise
-                time.sleep(5.0)
+            finally:
+                if hold:
+                    self.set_paused(dag_id, False)  # also lets a left-over backfill finish while this waits
+            time.sleep(5.0)
 
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
@@ -232,16 +244,35 @@ class AirflowClient:
         """
         started_before = {(run.get("logical_date") or "")[:10]: run.get("start_date") or "" for run in rerun_of or []}
 
+        def pending(runs: list[dict]) -> list[str]:
+            by_day = {(run.get("logical_date") or "")[:10]: run for run in runs}
+            waiting = []
+            for day in days:
+                run = by_day.get(day)
+                if run is None:
+                    waiting.append(f"{day}: no backfill run")
+                elif run["state"] not in TERMINAL_RUN_STATES:
+                    waiting.append(f"{day}: {run['state']}")
+                elif (run.get("start_date") or "") <= started_before.get(day, ""):
+                    waiting.append(f"{day}: {run['state']}, not started again (start_date {run.get('start_date')})")
+            return waiting
+
         def finished() -> list[dict] | None:
             runs = self.backfill_runs(dag_id, days)
-            done = len(runs) == len(days) and all(
-                run["state"] in TERMINAL_RUN_STATES
-                and (run.get("start_date") or "") > started_before.get((run.get("logical_date") or "")[:10], "")
-                for run in runs
-            )
-            return runs if done else None
+            return None if pending(runs) else runs
 
-        return _poll(finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0)
+        def diagnosis() -> str:
+            waiting = pending(self.backfill_runs(dag_id, days))
+            backfills = self._request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")["backfills"]
+            rows = [
+                {k: b.get(k) for k in ("id", "from_date", "to_date", "completed_at", "is_paused", "reprocess_behavior")}
+                for b in backfills
+            ]
+            return f"{len(waiting)} day(s) pending: {waiting[:10]}; backfills of {dag_id}: {rows}"
+
+        return _poll(
+            finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0, diagnosis=diagnosis
+        )
 
     def queued_asset_events(self, dag_id: str) -> list[dict]:
         """Asset events waiting to start a run of ``dag_id`` (its asset-triggered schedule)."""
@@ -270,12 +301,21 @@ class AirflowClient:
             raise
 
 
-def _poll(probe: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+def _poll(
+    probe: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 1.0,
+    diagnosis: Callable[[], str] | None = None,
+) -> Any:
+    """``probe()`` every ``interval`` seconds until it returns something truthy; on timeout the error says what
+    was awaited and, with ``diagnosis``, what was still missing."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            detail = f": {diagnosis()}" if diagnosis else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)
