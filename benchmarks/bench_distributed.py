@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="runs per worker count (alternating)")
     args = parser.parse_args()
 
-    from training_lib.config import load_settings
+    from training_lib.config import load_stack_settings
     from training_lib.lake.layout import VALIDATED_TRANSACTIONS
     from training_lib.lake.storage import Lake
     from training_lib.local.airflow_client import AirflowClient
@@ -83,8 +83,9 @@ def main() -> None:
         "FRAUD_SCORING_SHARD_ROWS": str(args.shard_rows),
     }
     os.environ.update(env)  # the stack's processes and this one read the same settings
-    settings = load_settings()
-    stack = LocalStack(settings, echo=lambda line: print(f"  {line}"))
+    stack_settings = load_stack_settings()
+    settings = stack_settings.platform
+    stack = LocalStack(stack_settings, echo=lambda line: print(f"  {line}"))
     stack.up(timeout=300)
     try:
         lake = Lake(settings)
@@ -100,7 +101,9 @@ def main() -> None:
         print(f"seeded: champion v{version}, scored day {day} with {rows:,} rows (not timed)")
 
         client = AirflowClient(
-            settings.airflow_api_url, settings.airflow_admin_user, airflow_password(settings, stack.paths)
+            stack_settings.airflow_api_url,
+            stack_settings.airflow_admin_user,
+            airflow_password(stack_settings, stack.paths),
         )
         client.wait_for_dag("batch_score", timeout=240)
         client.set_paused("batch_score", False)

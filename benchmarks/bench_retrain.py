@@ -34,14 +34,14 @@ def main() -> None:
     logging.basicConfig(format="  %(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("training_lib").setLevel(logging.INFO)  # the search's progress
 
-    from training_lib.config import load_settings
+    from training_lib.config import load_stack_settings
     from training_lib.lake.storage import Lake
     from training_lib.local.stack import LocalStack
     from training_lib.modeling.train import build_dataset, evaluate_candidates, train_and_log
     from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as state:
-        settings = load_settings(
+        stack_settings = load_stack_settings(
             {
                 "FRAUD_STATE_DIR": state,
                 "FRAUD_EMBEDDED_SERVICES": "s3,mlflow",
@@ -52,7 +52,8 @@ def main() -> None:
                 "FRAUD_TRAINING_WINDOW_DAYS": str(args.days),
             }
         )
-        stack = LocalStack(settings, echo=lambda line: print(f"  {line}"))
+        settings = stack_settings.platform
+        stack = LocalStack(stack_settings, echo=lambda line: print(f"  {line}"))
         stack.up(timeout=180)
         try:
             lake = Lake(settings)

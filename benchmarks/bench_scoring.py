@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = (200_000, 1_000_000) if args.small else (1_000_000, 5_000_000)
 
-    from training_lib.config import load_settings
+    from training_lib.config import load_stack_settings
     from training_lib.lake.layout import VALIDATED_TRANSACTIONS
     from training_lib.lake.storage import Lake
     from training_lib.local.stack import LocalStack
@@ -111,8 +111,9 @@ def main() -> None:
             "FRAUD_BUCKET": "bench-scoring",
             "FRAUD_CARD_TOKEN_KEY": "benchmark-only-key",
         }
-        settings = load_settings(env)
-        stack = LocalStack(settings, echo=lambda line: print(f"  {line}"))
+        stack_settings = load_stack_settings(env)
+        settings = stack_settings.platform
+        stack = LocalStack(stack_settings, echo=lambda line: print(f"  {line}"))
         stack.up(timeout=180)
         server = None
         try:

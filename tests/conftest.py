@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.config import Settings, load_settings
+from training_lib.config import Settings, StackSettings, load_settings, load_stack_settings
 from training_lib.local.airflow_client import AirflowClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,9 +45,10 @@ def free_port() -> int:
 
 @dataclass
 class StackHandle:
-    """A local stack started by a test: its settings, environment and CLI."""
+    """A local stack started by a test: its platform settings, its own settings, environment and CLI."""
 
     settings: Settings
+    stack: StackSettings
     env: dict[str, str]
     log: Path
 
@@ -67,13 +68,13 @@ class StackHandle:
         return result
 
     def airflow(self) -> AirflowClient:
-        return AirflowClient(self.settings.airflow_api_url, self.settings.airflow_admin_user, self.airflow_password())
+        return AirflowClient(self.stack.airflow_api_url, self.stack.airflow_admin_user, self.airflow_password())
 
     def airflow_password(self) -> str:
         import json
 
-        passwords = self.settings.state_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
-        return json.loads(passwords.read_text())[self.settings.airflow_admin_user]
+        passwords = self.stack.state_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+        return json.loads(passwords.read_text())[self.stack.airflow_admin_user]
 
 
 def stack_environment(state_dir: Path) -> dict[str, str]:
@@ -126,7 +127,7 @@ def _report_stack(request: pytest.FixtureRequest, handle: StackHandle, state_dir
 
 def start_stack(env: dict[str, str], state_dir: Path) -> StackHandle:
     """``stack up`` with this environment; fails the test with the services' log tails if it does not come up."""
-    handle = StackHandle(load_settings(env), env, state_dir / "stack-cli.log")
+    handle = StackHandle(load_settings(env), load_stack_settings(env), env, state_dir / "stack-cli.log")
     result = handle.cli("up")
     if result.returncode != 0:
         handle.cli("down")

@@ -95,6 +95,13 @@ class FakeAirflow(BaseHTTPRequestHandler):
             query = parse_qs(urlsplit(self.path).query)
             runs = [run for day, run in FakeAirflow.runs.items() if day == query["logical_date_gte"][0]]
             self._answer(200, {"dag_runs": runs, "total_entries": len(runs)})
+        elif self.path == "/api/v2/dags/d/dagRuns/r%2F1/taskInstances":
+            tis = [
+                {"task_id": "plan", "map_index": -1, "state": "success"},
+                {"task_id": "score_shard", "map_index": 0, "state": "success"},
+                {"task_id": "score_shard", "map_index": 1, "state": "failed"},
+            ]
+            self._answer(200, {"task_instances": tis, "total_entries": 3})
         elif self.path.startswith("/api/v2/assets?"):
             assets = [{"id": 7, "name": "drift_detected_old"}, {"id": 8, "name": "drift_detected"}]
             self._answer(200, {"assets": assets, "total_entries": 2})
@@ -238,3 +245,8 @@ def test_an_asset_event_goes_to_the_asset_of_exactly_that_name(client: AirflowCl
 def test_an_xcom_of_a_mapped_task_is_read_by_map_index(client: AirflowClient) -> None:
     value = client.xcom("d", "r/1", "t", map_index=3)
     assert value["seconds"] == 1.5 and value["query"] == "map_index=3&deserialize=true"
+
+
+def test_task_states_name_each_mapped_task_by_its_index(client: AirflowClient) -> None:
+    states = client.task_states("d", "r/1")
+    assert states == {"plan": "success", "score_shard[0]": "success", "score_shard[1]": "failed"}

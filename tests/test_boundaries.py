@@ -1,5 +1,6 @@
 """The package map holds: platform code (DAGs, the UI plugin, every ``training_lib`` package but ``local``)
-never imports ``training_lib.local``, the tooling that only runs on a developer's machine or in tests."""
+never imports ``training_lib.local``, the tooling that only runs on a developer's machine or in tests, nor
+reads the local stack's settings (``StackSettings``: state folder, admin login, ports, workers)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,21 @@ def test_there_are_platform_files_to_check() -> None:
 def test_platform_code_never_imports_local_tooling(path: Path) -> None:
     offending = sorted(m for m in imported_modules(path.read_text()) if m == LOCAL or m.startswith(LOCAL + "."))
     assert offending == [], f"{path.relative_to(ROOT)} imports {offending}: platform code must not depend on {LOCAL}"
+
+
+STACK_SETTINGS_NAMES = {"training_lib.config.StackSettings", "training_lib.config.load_stack_settings"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in PLATFORM_FILES if p != ROOT / "training_lib" / "config.py"],
+    ids=lambda p: p.relative_to(ROOT).as_posix(),
+)
+def test_platform_code_never_reads_the_local_stack_settings(path: Path) -> None:
+    offending = sorted(imported_modules(path.read_text()) & STACK_SETTINGS_NAMES)
+    assert offending == [], f"{path.relative_to(ROOT)} imports {offending}: the platform reads Settings only"
+
+
+def test_the_settings_check_sees_an_import_of_the_stack_settings() -> None:
+    source = "def f():\n    from training_lib.config import Settings, load_stack_settings\n"
+    assert imported_modules(source) & STACK_SETTINGS_NAMES == {"training_lib.config.load_stack_settings"}

@@ -141,11 +141,10 @@ def login(steps: Steps, base: str, user: str, password: str) -> None:
 
 
 def test_airflow_trigger_retrain_from_the_form_and_see_the_champion(local_stack, seeded, steps: Steps) -> None:
-    settings = local_stack.settings
-    base = settings.airflow_api_url
+    base = local_stack.stack.airflow_api_url
     client = local_stack.airflow()
     page = steps.page
-    login(steps, base, settings.airflow_admin_user, local_stack.airflow_password())
+    login(steps, base, local_stack.stack.airflow_admin_user, local_stack.airflow_password())
 
     page.goto(f"{base}/dags/retrain")
     page.get_by_role("button", name="Trigger").first.click()
@@ -209,8 +208,8 @@ def test_mlflow_manual_rollback_is_what_batch_score_uses(local_stack, seeded, st
     versions = Lake(settings).read_partition(PREDICTIONS, scored_day, columns=["model_version"]).to_pandas()
     assert set(versions["model_version"].astype(str)) == {previous}
 
-    base = settings.airflow_api_url
-    login(steps, base, settings.airflow_admin_user, local_stack.airflow_password())
+    base = local_stack.stack.airflow_api_url
+    login(steps, base, local_stack.stack.airflow_admin_user, local_stack.airflow_password())
     page.goto(f"{base}/plugin/fraud-models")
     frame = page.frame_locator("iframe").first
     frame.locator("#outside-moves").wait_for()

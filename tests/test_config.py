@@ -1,4 +1,5 @@
-"""Settings: defaults point at the embedded stack, overrides are typed, bad values name the variable."""
+"""Settings: defaults point at the embedded stack, overrides are typed, bad values name the variable; the
+platform's settings and the local stack's are separate objects."""
 
 from __future__ import annotations
 
@@ -7,20 +8,41 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.config import ConfigError, Settings, describe_settings, load_settings
+from training_lib.config import (
+    ConfigError,
+    Settings,
+    StackSettings,
+    describe_settings,
+    load_settings,
+    load_stack_settings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_point_at_the_embedded_stack() -> None:
-    settings = load_settings({})
+    stack = load_stack_settings({})
+    settings = stack.platform
+    assert settings == load_settings({})
     assert settings.s3_endpoint_url == "http://127.0.0.1:5001"
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
-    assert settings.airflow_api_url == "http://127.0.0.1:8080"
-    assert settings.embedded_services == ("s3", "mlflow", "airflow")
-    assert settings.state_dir == REPO / ".local"
+    assert stack.airflow_api_url == "http://127.0.0.1:8080"
+    assert stack.embedded_services == ("s3", "mlflow", "airflow")
+    assert stack.state_dir == REPO / ".local"
+    assert not stack.distributed
     assert settings.model_name == "fraud-detector"
-    assert settings.s3_credentials() == ("fraud-local", "fraud-local")
+    assert settings.s3_credentials() == ("fraud-local", "fraud-local")  # moto on loopback accepts any key
+
+
+def test_the_platform_settings_hold_nothing_of_the_local_stack() -> None:
+    """Tasks, DAGs and the plugin get :class:`Settings`: no state folder, admin login, ports or workers."""
+    platform = {f for f in Settings.__dataclass_fields__}
+    local = {f for f in StackSettings.__dataclass_fields__} - {"platform"}
+    assert not platform & local
+    assert {"state_dir", "airflow_api_url", "airflow_admin_password", "celery_workers", "postgres_port"} <= local
+    stack = load_stack_settings({"FRAUD_CELERY_WORKERS": "2", "FRAUD_BUCKET": "lake-b"})
+    assert stack.distributed and stack.platform.bucket == "lake-b"
+    assert load_stack_settings(stack.env()) == stack  # what the stack hands its processes reads back the same
 
 
 def test_overrides_are_parsed_to_their_types() -> None:
@@ -29,7 +51,6 @@ def test_overrides_are_parsed_to_their_types() -> None:
             "FRAUD_BUCKET": "my-lake",
             "FRAUD_DRIFT_THRESHOLD": "0.25",
             "FRAUD_MIN_NEW_LABELS": "1000",
-            "FRAUD_EMBEDDED_SERVICES": "airflow",
             "FRAUD_S3_ENDPOINT_URL": "http://minio.internal:9000/",
             "MLFLOW_TRACKING_URI": "https://mlflow.example.com/",
         }
@@ -37,13 +58,13 @@ def test_overrides_are_parsed_to_their_types() -> None:
     assert settings.bucket == "my-lake"
     assert settings.drift_threshold == pytest.approx(0.25)
     assert settings.min_new_labels == 1000
-    assert settings.embedded_services == ("airflow",)
     assert settings.s3_endpoint_url == "http://minio.internal:9000"
+    assert settings.s3_credentials() == (None, None)  # a remote server: boto3's credential chain
     assert settings.mlflow_tracking_uri == "https://mlflow.example.com"
 
 
 def test_real_aws_is_an_empty_endpoint_and_the_default_credential_chain() -> None:
-    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": "", "FRAUD_EMBEDDED_SERVICES": "airflow"})
+    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": ""})
     assert settings.s3_endpoint_url is None
     assert settings.s3_credentials() == (None, None)
     keyed = load_settings({"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"})
@@ -67,7 +88,7 @@ def test_real_aws_is_an_empty_endpoint_and_the_default_credential_chain() -> Non
 )
 def test_bad_values_raise_an_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
-        load_settings({variable: value})
+        load_stack_settings({variable: value})
 
 
 def test_the_s3_client_uses_the_configured_timeouts_and_attempts() -> None:
@@ -102,7 +123,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [name for name, _default, _help in describe_settings() if f"`{name}`" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
-    assert len(describe_settings()) == len(Settings.__dataclass_fields__)
+    assert len(describe_settings()) == len(Settings.__dataclass_fields__) + len(StackSettings.__dataclass_fields__) - 1
 
 
 def _reads_environment(path: Path) -> list[str]:

@@ -65,7 +65,7 @@ class ListeningSampler(threading.Thread):
 @pytest.fixture(scope="module")
 def demo(local_stack) -> dict:
     lines: list[str] = []
-    sampler = ListeningSampler(LocalStack(local_stack.settings, echo=lambda _: None))
+    sampler = ListeningSampler(LocalStack(local_stack.stack, echo=lambda _: None))
     sampler.start()
     try:
         summary = DemoDriver(local_stack.settings, local_stack.airflow(), PLAN, echo=lines.append).run()
@@ -204,7 +204,7 @@ def test_every_process_listened_on_loopback_only_during_the_demo(local_stack, de
     settings = local_stack.settings
     ports = {port for _host, port in demo["listening"]}
     assert demo["listening_samples"] > 1
-    for url in (settings.s3_endpoint_url, settings.mlflow_tracking_uri, settings.airflow_api_url):
+    for url in (settings.s3_endpoint_url, settings.mlflow_tracking_uri, local_stack.stack.airflow_api_url):
         assert int(url.rsplit(":", 1)[1]) in ports, (url, demo["listening"])
     # no log server (8793/8794), health server or task process bound another address at any sample
     assert {host for host, _port in demo["listening"]} == {LOOPBACK}, demo["listening"]
@@ -226,7 +226,7 @@ def test_nothing_the_platform_wrote_carries_a_card_number_or_a_name(
     assert {f.kind for f in validated} >= {"card number", "last name"}
 
     bucket = scanner.scan_bucket(s3_client(settings), settings.bucket, skip_prefixes=PRIVATE_ZONES)
-    local = scanner.scan_tree(settings.state_dir)
+    local = scanner.scan_tree(local_stack.stack.state_dir)
     printed = ScanReport(scanner.scan_text("\n".join([*demo["lines"], format_summary(demo["summary"])]), "demo output"))
     findings = ScanReport().extend(bucket).extend(local).extend(printed)
     assert not findings.findings, findings.summary()

@@ -13,7 +13,7 @@ from training_lib.local.demo import FAST, FULL, DemoPlan, demo_settings, format_
 @pytest.mark.parametrize("plan", [FULL, FAST], ids=["full", "fast"])
 def test_the_scenario_fits_in_its_days(plan: DemoPlan) -> None:
     assert 1 < plan.incident_day < plan.change_day < plan.days
-    settings = demo_settings(plan, {})
+    settings = demo_settings(plan, {}).platform
     simulation = plan.simulation(settings.label_delay_days)
     assert simulation.resolve(simulation.new_fraud_pattern_day) == plan.day(plan.change_day)
     assert simulation.resolve(simulation.quality_incident_day) == plan.day(plan.incident_day)
@@ -33,7 +33,7 @@ def test_the_scenario_fits_in_its_days(plan: DemoPlan) -> None:
 
 
 def test_the_profile_wins_over_the_environment() -> None:
-    settings = demo_settings(FULL, {"FRAUD_MIN_NEW_LABELS": "5", "FRAUD_BUCKET": "my-bucket"})
+    settings = demo_settings(FULL, {"FRAUD_MIN_NEW_LABELS": "5", "FRAUD_BUCKET": "my-bucket"}).platform
     assert settings.min_new_labels == int(FULL.profile["FRAUD_MIN_NEW_LABELS"])
     assert settings.bucket == "my-bucket"  # what the profile does not set comes from the environment
     assert load_settings({}, overrides={"FRAUD_LABEL_DELAY_DAYS": "4"}).label_delay_days == 4

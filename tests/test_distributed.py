@@ -160,7 +160,7 @@ def test_the_day_runs_through_ingestion_and_sharded_scoring(runs, side: str) -> 
 
 
 def test_every_task_ran_on_the_celery_workers_and_both_took_work(distributed: StackHandle, runs) -> None:
-    paths = StackPaths(distributed.settings)
+    paths = StackPaths(distributed.stack)
     worker_logs = {
         number: paths.log_file(f"airflow-worker{number}").read_text(errors="replace")
         for number in range(1, WORKERS + 1)
@@ -203,6 +203,6 @@ def test_outputs_are_byte_identical_to_the_local_executor_run(distributed: Stack
 
 def test_postgresql_never_reported_a_busy_database(distributed: StackHandle, runs) -> None:
     """The SQLite lock workarounds (HTTP 503 "database is locked") have no reason to fire on PostgreSQL."""
-    api_log = StackPaths(distributed.settings).log_file("airflow-api-server").read_text(errors="replace")
+    api_log = StackPaths(distributed.stack).log_file("airflow-api-server").read_text(errors="replace")
     assert "database is locked" not in api_log.lower()
     assert not re.search(r"status_code=50[03]\b", api_log)

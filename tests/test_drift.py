@@ -10,6 +10,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from support import moto_settings
 
 from training_lib.config import Settings
 from training_lib.ingestion.schema import CATEGORIES, PII_COLUMNS, TRANSACTION_COLUMN_NAMES
@@ -262,18 +263,7 @@ def test_entirely_null_column_is_reported_not_computed(reference: pd.DataFrame) 
 
 @pytest.fixture(scope="module")
 def lake_settings(moto_endpoint: str) -> Settings:
-    from training_lib.config import load_settings
-    from training_lib.lake.objects import ensure_bucket
-
-    settings = load_settings(
-        {
-            "FRAUD_S3_ENDPOINT_URL": moto_endpoint,
-            "FRAUD_BUCKET": "drift-reference-test",
-            "FRAUD_DRIFT_REFERENCE_DAYS": "2",
-        }
-    )
-    ensure_bucket(settings)
-    return settings
+    return moto_settings(moto_endpoint, "drift-reference-test", {"FRAUD_DRIFT_REFERENCE_DAYS": "2"})
 
 
 def test_bootstrap_reference_of_a_day_is_the_same_when_the_day_is_rerun(lake_settings: Settings) -> None:

@@ -174,7 +174,7 @@ def test_s3_server_frozen_during_validate_then_the_retry_publishes_whole_partiti
     landed_rows = len(simulator.transactions_text(FREEZE_DAY)[0])
     landing_key = f"{partition_prefix(LANDING_TRANSACTIONS, FREEZE_DAY)}/transactions.csv"
     lake.put_bytes(landing_key, simulator.day_csv_bytes(FREEZE_DAY))
-    s3_pid = recorded_pid(StackPaths(settings).pid_file("s3"))
+    s3_pid = recorded_pid(StackPaths(local_stack.stack).pid_file("s3"))
     assert s3_pid is not None, "the stack's S3 server has no live recorded PID"
 
     client = _unpaused(local_stack.airflow(), "transactions_daily")
@@ -289,7 +289,7 @@ def test_two_retrain_triggers_at_once_run_one_after_the_other(local_stack, seede
 def test_mlflow_down_fails_retrain_clearly_and_a_rerun_succeeds_once_it_is_back(local_stack, seeded) -> None:
     settings = local_stack.settings
     lake = Lake(settings)
-    paths = StackPaths(settings)
+    paths = StackPaths(local_stack.stack)
     aliases_before = _registry(settings).aliases()
     audit_before = _audit_snapshot(lake, settings.model_name)
     datasets_before = lake.list_keys("training/datasets/")

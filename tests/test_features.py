@@ -14,6 +14,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 import pytest
+from support import moto_settings
 
 from training_lib.ingestion.schema import PII_COLUMNS, TRANSACTION_COLUMN_NAMES, to_validated_arrow
 from training_lib.lake.layout import VALIDATED_TRANSACTIONS
@@ -364,12 +365,7 @@ def test_fraud_sprees_have_much_higher_velocity() -> None:
 
 @pytest.fixture(scope="module")
 def lake(moto_endpoint: str) -> Lake:
-    from training_lib.config import load_settings
-    from training_lib.lake.objects import ensure_bucket
-
-    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": "features"})
-    ensure_bucket(settings)
-    lake = Lake(settings)
+    lake = Lake(moto_settings(moto_endpoint, "features"))
     for offset in range(-HISTORY_DAYS, 6):  # days -7..5; the tests score days 0..5
         frame = sim_day(offset)
         if offset % 2:

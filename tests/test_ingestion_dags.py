@@ -78,13 +78,9 @@ def labels_runs(local_stack, transactions_runs: list[dict]) -> list[dict]:
     return client.wait_for_backfill("labels_daily", DAYS, timeout=600)
 
 
-def _states(local_stack, dag_id: str, run: dict) -> dict[str, str]:
-    return {ti["task_id"]: ti["state"] for ti in local_stack.airflow().task_instances(dag_id, run["dag_run_id"])}
-
-
 def test_both_days_run_successfully(local_stack, transactions_runs: list[dict]) -> None:
     for run in transactions_runs:
-        assert run["state"] == "success", _states(local_stack, "transactions_daily", run)
+        assert run["state"] == "success", local_stack.airflow().task_states("transactions_daily", run["dag_run_id"])
 
 
 def test_day_one_is_validated_whole(landed: Lake, simulator: Simulator, transactions_runs) -> None:
@@ -139,7 +135,7 @@ def test_asset_events_carry_the_day(local_stack, transactions_runs) -> None:
 
 def test_labels_are_stored_and_signal_new_labels(local_stack, landed: Lake, simulator, labels_runs) -> None:
     for run in labels_runs:
-        assert run["state"] == "success", _states(local_stack, "labels_daily", run)
+        assert run["state"] == "success", local_stack.airflow().task_states("labels_daily", run["dag_run_id"])
     assert landed.read_partition(LABELS, DAY1).num_rows == 0  # nothing confirmed yet on day 1
     stored = landed.read_partition(LABELS, DAY2).to_pandas()
     expected = simulator.labels(DAY2)

@@ -31,7 +31,7 @@ SERVICES = ["s3", "mlflow", "airflow-api-server", "airflow-scheduler", "airflow-
 
 
 def _pids(stack) -> dict[str, int | None]:
-    paths = StackPaths(stack.settings)
+    paths = StackPaths(stack.stack)
     return {name: recorded_pid(paths.pid_file(name)) for name in SERVICES}
 
 
@@ -45,7 +45,7 @@ def test_services_listen_on_loopback_only(local_stack) -> None:
     addresses = listening_addresses([pid for pid in _pids(local_stack).values() if pid])
     ports = {port for _host, port in addresses}
     settings = local_stack.settings
-    urls = (settings.s3_endpoint_url, settings.mlflow_tracking_uri, settings.airflow_api_url)
+    urls = (settings.s3_endpoint_url, settings.mlflow_tracking_uri, local_stack.stack.airflow_api_url)
     for url in urls:
         assert int(url.rsplit(":", 1)[1]) in ports, f"{url} is not among our listening sockets {addresses}"
     assert {host for host, _port in addresses} == {"127.0.0.1"}, addresses
@@ -88,7 +88,7 @@ def test_mlflow_run_with_artifact_stored_in_s3(local_stack, tmp_path) -> None:
 
 
 def test_airflow_reports_every_component_healthy(local_stack) -> None:
-    health = airflow_health(local_stack.settings.airflow_api_url)
+    health = airflow_health(local_stack.stack.airflow_api_url)
     assert {name: health.get(name) for name in ("metadatabase", "scheduler", "triggerer", "dag_processor")} == {
         "metadatabase": "healthy",
         "scheduler": "healthy",
@@ -98,7 +98,7 @@ def test_airflow_reports_every_component_healthy(local_stack) -> None:
 
 
 def test_airflow_api_rejects_calls_without_a_token(local_stack) -> None:
-    anonymous = AirflowClient(local_stack.settings.airflow_api_url, "admin", "not-the-password")
+    anonymous = AirflowClient(local_stack.stack.airflow_api_url, "admin", "not-the-password")
     with pytest.raises(AirflowApiError) as error:
         anonymous.get("/api/v2/dags", auth=False)
     assert error.value.status == 401
@@ -116,7 +116,7 @@ def test_airflow_execution_api_rejects_missing_forged_and_user_tokens(local_stac
 
     import jwt
 
-    base = local_stack.settings.airflow_api_url
+    base = local_stack.stack.airflow_api_url
 
     def status(path: str, token: str | None = None) -> int:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -143,7 +143,7 @@ def test_fraud_models_page_needs_a_login_and_renders_before_any_model(local_stac
     import urllib.error
     import urllib.request
 
-    page = f"{local_stack.settings.airflow_api_url}/fraud-models/"
+    page = f"{local_stack.stack.airflow_api_url}/fraud-models/"
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(page, timeout=60)  # noqa: S310 - the local stack
     assert error.value.code in (401, 403)
@@ -160,7 +160,7 @@ def test_fraud_models_page_needs_a_login_and_renders_before_any_model(local_stac
 
 def test_platform_health_dag_runs_through_the_scheduler(local_stack) -> None:
     settings = local_stack.settings
-    client = AirflowClient(settings.airflow_api_url, settings.airflow_admin_user, local_stack.airflow_password())
+    client = local_stack.airflow()
     client.wait_for_dag("platform_health", timeout=120)
     client.set_paused("platform_health", False)
     run = client.trigger("platform_health")
@@ -176,12 +176,14 @@ def test_platform_health_dag_runs_through_the_scheduler(local_stack) -> None:
 def test_api_writes_wait_out_a_busy_metadata_database(local_stack) -> None:
     """Another writer holding SQLite's lock for 8 s (a scheduler loop under backfill load) delays an API
     write instead of failing it: sqlite3's default 5 s lock wait made POST /backfills return HTTP 500."""
-    settings = local_stack.settings
-    client = AirflowClient(settings.airflow_api_url, settings.airflow_admin_user, local_stack.airflow_password())
+    client = local_stack.airflow()
     client.wait_for_dag("platform_health", timeout=120)
     client.token()  # log in before the lock is taken
     database = sqlite3.connect(
-        StackPaths(settings).airflow_home / "airflow.db", timeout=30, isolation_level=None, check_same_thread=False
+        StackPaths(local_stack.stack).airflow_home / "airflow.db",
+        timeout=30,
+        isolation_level=None,
+        check_same_thread=False,
     )
     database.execute("BEGIN IMMEDIATE")  # the write lock, as a long scheduler transaction holds it
     started = time.monotonic()
@@ -218,7 +220,7 @@ def test_up_again_is_a_no_op(local_stack) -> None:
 
 
 def test_down_stops_every_process_we_started(local_stack) -> None:
-    paths = StackPaths(local_stack.settings)
+    paths = StackPaths(local_stack.stack)
     records = {name: read_pid_file(paths.pid_file(name)) for name in SERVICES}
     pids = [record["pid"] for record in records.values() if record]
     assert len(pids) == len(SERVICES)
@@ -227,7 +229,7 @@ def test_down_stops_every_process_we_started(local_stack) -> None:
     assert not [pid for pid in pids if process_alive(pid)]
     assert not [member for pid in pids for member in session_members(pid)]
     assert not list(paths.pids.glob("*.pid"))
-    for url in (local_stack.settings.mlflow_tracking_uri, local_stack.settings.airflow_api_url):
+    for url in (local_stack.settings.mlflow_tracking_uri, local_stack.stack.airflow_api_url):
         port = int(url.rsplit(":", 1)[1])
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"

@@ -10,11 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+from support import moto_settings
 
 from training_lib.config import Settings, load_settings
 from training_lib.ingestion.schema import label_arrow_schema
 from training_lib.lake.layout import LABELS, PREDICTIONS, REPORTS_PERFORMANCE
-from training_lib.lake.objects import ensure_bucket
 from training_lib.lake.storage import Lake
 from training_lib.monitoring.performance import (
     below_floor_check,
@@ -33,9 +33,7 @@ LABEL_SCHEMA = label_arrow_schema()
 @pytest.fixture
 def settings(moto_endpoint: str) -> Settings:
     """A bucket of its own for every test (matured_scored_days lists the whole bucket)."""
-    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": f"perf-{uuid.uuid4().hex[:10]}"})
-    ensure_bucket(settings)
-    return settings
+    return moto_settings(moto_endpoint, f"perf-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture

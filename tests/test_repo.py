@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import training_lib.local.stack as stack_module
-from training_lib.config import Settings, describe_settings, load_settings
+from training_lib.config import StackSettings, describe_settings, load_stack_settings
 from training_lib.local.stack import AIRFLOW_COMPONENTS, LocalStack, Service
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ def _published(service: str) -> list[tuple[str, int, int]]:
 
 @dataclass
 class LocalTopology:
-    settings: Settings
+    settings: StackSettings
     services: dict[str, Service]
     redis_conf: dict[str, str]
 
@@ -248,7 +248,7 @@ class LocalTopology:
 def local(tmp_path_factory: pytest.TempPathFactory) -> LocalTopology:
     """The local distributed topology, as `make up-distributed` builds it, without starting anything."""
     state_dir = tmp_path_factory.mktemp("distributed-state")
-    settings = load_settings({"FRAUD_CELERY_WORKERS": "2", "FRAUD_STATE_DIR": str(state_dir)})
+    settings = load_stack_settings({"FRAUD_CELERY_WORKERS": "2", "FRAUD_STATE_DIR": str(state_dir)})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stack_module, "process_environment", dict)  # only what the stack sets, not this shell's
         patch.setattr(stack_module, "postgres_bin", lambda name: name)  # the OS packages are not needed here
@@ -289,7 +289,7 @@ def _assert_same_endpoint(local: LocalTopology, name: str, local_url: str, compo
 def _needed(local_env: dict[str, str]) -> set[str]:
     """Local names compose must set too: all but platform settings left at their default (training_lib reads the
     same default in a container), and those whose value is a loopback URL (in a container that is itself)."""
-    defaults = Settings().env()
+    defaults = StackSettings().env()
     return {
         name
         for name, value in local_env.items()
@@ -346,9 +346,10 @@ def test_every_local_service_has_its_compose_counterpart_on_loopback(local: Loca
             assert host == "127.0.0.1", f"{service} is published on {host}, not on loopback only"
             assert host_port == local_ports[service], f"{service}: host port {host_port}, local {local_ports[service]}"
             assert container_port == CONTAINER_PORTS.get(service, local_ports[service]), service
-    defaults = load_settings({})
+    defaults = load_stack_settings({})
     assert {local_ports[s] for s in PUBLISHED} == {
-        urlsplit(url).port for url in (defaults.s3_endpoint_url, defaults.mlflow_tracking_uri, defaults.airflow_api_url)
+        urlsplit(url).port
+        for url in (defaults.platform.s3_endpoint_url, defaults.platform.mlflow_tracking_uri, defaults.airflow_api_url)
     }, "the host's default settings reach the published services"
     # the worker scales: no fixed name or port, and `up` starts as many as the local distributed stack
     worker = SERVICES["airflow-worker"]
@@ -434,7 +435,7 @@ def test_compose_environment_names_are_known(service: str) -> None:
     env = _env(service)
     unknown = sorted(k for k in env if not k.startswith("AIRFLOW__") and k not in known)
     assert not unknown, f"{service} sets variables the platform does not know: {unknown}"
-    load_settings(env)  # and the platform settings among them parse
+    load_stack_settings(env)  # and the platform and stack settings among them parse
 
 
 def test_compose_connection_urls_use_the_local_drivers_databases_and_role(local: LocalTopology) -> None:

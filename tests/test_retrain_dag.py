@@ -64,10 +64,6 @@ def _aliases(local_stack) -> dict[str, str | None]:
     }
 
 
-def _task_states(client: AirflowClient, dag_id: str, run: dict) -> dict[str, str]:
-    return {ti["task_id"]: ti["state"] for ti in client.task_instances(dag_id, run["dag_run_id"])}
-
-
 @pytest.fixture(scope="module")
 def first_retrain(local_stack, seeded) -> dict:
     return _run(local_stack.airflow(), "retrain", {"force": True})
@@ -81,7 +77,7 @@ def worse_retrain(local_stack, seeded, first_retrain) -> dict:
 
 def test_first_model_clears_the_floor_and_becomes_champion(local_stack, first_retrain) -> None:
     client = local_stack.airflow()
-    assert first_retrain["state"] == "success", _task_states(client, "retrain", first_retrain)
+    assert first_retrain["state"] == "success", client.task_states("retrain", first_retrain["dag_run_id"])
     assert _aliases(local_stack) == {"champion": "1", "challenger": None}
     entry = _registry(local_stack).history()[-1]
     assert entry["kind"] == "promotion" and entry["candidate_version"] == "1"
@@ -120,7 +116,7 @@ def test_the_version_carries_metrics_plots_threshold_and_reference(local_stack, 
 
 def test_a_worse_challenger_is_rejected(local_stack, worse_retrain) -> None:
     client = local_stack.airflow()
-    assert worse_retrain["state"] == "success", _task_states(client, "retrain", worse_retrain)
+    assert worse_retrain["state"] == "success", client.task_states("retrain", worse_retrain["dag_run_id"])
     assert _aliases(local_stack) == {"champion": "1", "challenger": "2"}
     entry = _registry(local_stack).history()[-1]
     assert entry["kind"] == "rejection" and entry["candidate_version"] == "2"
@@ -143,7 +139,7 @@ def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_sta
 
     run = _poll(asset_run, 300, "the asset-triggered retrain run")
     assert run["run_type"] == "asset_triggered"
-    states = _task_states(client, "retrain", run)
+    states = client.task_states("retrain", run["dag_run_id"])
     assert states["check_cooldown"] == "success"
     assert states["build_dataset"] == "skipped"
     assert _aliases(local_stack) == {"champion": "1", "challenger": "2"}
@@ -152,10 +148,10 @@ def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_sta
 def test_rollback_to_a_version_then_back_to_the_previous_champion(local_stack, worse_retrain) -> None:
     client = local_stack.airflow()
     run = _run(client, "rollback_model", {"version": 2, "reason": "test: try the challenger"}, timeout=300)
-    assert run["state"] == "success", _task_states(client, "rollback_model", run)
+    assert run["state"] == "success", client.task_states("rollback_model", run["dag_run_id"])
     assert _aliases(local_stack)["champion"] == "2"
     run = _run(client, "rollback_model", {"reason": "test: back to the previous champion"}, timeout=300)
-    assert run["state"] == "success", _task_states(client, "rollback_model", run)
+    assert run["state"] == "success", client.task_states("rollback_model", run["dag_run_id"])
     assert _aliases(local_stack)["champion"] == "1"
     kinds = [entry["kind"] for entry in _registry(local_stack).history()]
     assert kinds == ["promotion", "rejection", "rollback", "rollback"]

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from support import drop_bucket, moto_settings
 
-from training_lib.config import Settings, load_settings
+from training_lib.config import Settings
 from training_lib.lake.layout import PREDICTIONS, REPORTS_SCORING
-from training_lib.lake.objects import ensure_bucket
 from training_lib.lake.storage import Lake
 from training_lib.privacy import card_tokens
 from training_lib.scoring.batch import (
@@ -121,22 +121,19 @@ class StandInModel:
 
 @pytest.fixture(scope="module")
 def settings(moto_endpoint: str) -> Iterator[Settings]:
-    settings = load_settings(
+    settings = moto_settings(
+        moto_endpoint,
+        BUCKET,
         {
-            "FRAUD_S3_ENDPOINT_URL": moto_endpoint,
-            "FRAUD_BUCKET": BUCKET,
             "FRAUD_CARD_TOKEN_KEY": "scoring-unit-test-key",
             "FRAUD_SCORING_BUCKET_ROWS": "300",
             "FRAUD_SCORING_SHARD_ROWS": "600",  # 3 shards of ~2 buckets for a ~1 600-row day
-        }
+        },
     )
-    ensure_bucket(settings)
     simulator = Simulator(SimulationConfig(seed=3, start=START, n_customers=400, transactions_per_day=1500))
     publish_validated_days(Lake(settings), simulator, DAYS)
     yield settings
-    lake = Lake(settings)
-    lake.delete_keys(lake.list_keys(""))
-    lake.client.delete_bucket(Bucket=BUCKET)
+    drop_bucket(settings)
 
 
 @pytest.fixture(scope="module")

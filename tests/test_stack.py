@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from training_lib.config import load_settings
+from training_lib.config import load_settings, load_stack_settings
 from training_lib.local.stack import (
     LocalStack,
     Service,
@@ -33,7 +33,7 @@ from training_lib.local.stack import (
 
 @pytest.fixture
 def paths(tmp_path) -> StackPaths:
-    stack_paths = StackPaths(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}))
+    stack_paths = StackPaths(load_stack_settings({"FRAUD_STATE_DIR": str(tmp_path)}))
     stack_paths.create()
     return stack_paths
 
@@ -99,7 +99,7 @@ def test_up_refuses_a_port_taken_by_someone_else(tmp_path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        settings = load_settings(
+        settings = load_stack_settings(
             {
                 "FRAUD_STATE_DIR": str(tmp_path),
                 "FRAUD_EMBEDDED_SERVICES": "s3",
@@ -115,15 +115,13 @@ def test_aws_connection_follows_the_settings() -> None:
     moto = json.loads(airflow_aws_connection(load_settings({})))
     assert moto["extra"]["endpoint_url"] == "http://127.0.0.1:5001"
     assert moto["login"] == "fraud-local"
-    aws = json.loads(
-        airflow_aws_connection(load_settings({"FRAUD_S3_ENDPOINT_URL": "", "FRAUD_EMBEDDED_SERVICES": "airflow"}))
-    )
+    aws = json.loads(airflow_aws_connection(load_settings({"FRAUD_S3_ENDPOINT_URL": ""})))
     assert "endpoint_url" not in aws["extra"]
     assert "login" not in aws  # boto3's own credential chain
 
 
 def test_reset_deletes_mlflow_and_airflow_state_but_keeps_the_login(tmp_path) -> None:
-    stack = LocalStack(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _: None)
+    stack = LocalStack(load_stack_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _: None)
     stack.paths.create()
     (stack.paths.mlflow / "mlflow.db").write_text("runs")
     (stack.paths.airflow_home / "airflow.db").write_text("dag runs")
@@ -137,7 +135,7 @@ def test_reset_deletes_mlflow_and_airflow_state_but_keeps_the_login(tmp_path) ->
 
 
 def test_reset_refuses_while_the_stack_runs(tmp_path) -> None:
-    stack = LocalStack(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _: None)
+    stack = LocalStack(load_stack_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _: None)
     stack.paths.create()
     service = Service("s3", ["sleep", "30"], dict(os.environ), None, None)
     start_process(service, stack.paths)
@@ -152,12 +150,12 @@ def test_reset_refuses_while_the_stack_runs(tmp_path) -> None:
 
 
 def _distributed(tmp_path) -> LocalStack:
-    settings = load_settings({"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_CELERY_WORKERS": "3"})
+    settings = load_stack_settings({"FRAUD_STATE_DIR": str(tmp_path), "FRAUD_CELERY_WORKERS": "3"})
     return LocalStack(settings, echo=lambda _line: None)
 
 
 def test_local_topology_stays_local_executor_on_sqlite(tmp_path) -> None:
-    stack = LocalStack(load_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _line: None)
+    stack = LocalStack(load_stack_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _line: None)
     assert list(stack.services()) == ["s3", "mlflow", "airflow"]
     env = airflow_env(stack.settings, stack.paths)
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"

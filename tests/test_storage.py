@@ -12,10 +12,11 @@ from datetime import date, datetime
 
 import pyarrow as pa
 import pytest
+from support import drop_bucket, moto_settings
 
 from training_lib.config import Settings, load_settings
 from training_lib.lake.layout import partition_prefix
-from training_lib.lake.objects import LakeError, LakeKeyError, ensure_bucket
+from training_lib.lake.objects import LakeError, LakeKeyError
 from training_lib.lake.storage import Lake, PartitionChanged, PartitionNotFound
 
 BUCKET = "lake-test"
@@ -24,12 +25,9 @@ DAY = date(2024, 3, 1)
 
 @pytest.fixture(scope="module")
 def settings(moto_endpoint: str) -> Iterator[Settings]:
-    settings = load_settings({"FRAUD_S3_ENDPOINT_URL": moto_endpoint, "FRAUD_BUCKET": BUCKET})
-    ensure_bucket(settings)
+    settings = moto_settings(moto_endpoint, BUCKET)
     yield settings
-    lake = Lake(settings)
-    lake.delete_keys(lake.list_keys(""))
-    lake.client.delete_bucket(Bucket=BUCKET)
+    drop_bucket(settings)
 
 
 @pytest.fixture

@@ -1,4 +1,10 @@
-"""Platform settings: the only module that reads the environment.
+"""Settings: the only module that reads the environment.
+
+Two typed objects, kept apart as the code is:
+- :class:`Settings`, what the platform's tasks, DAGs and plugin use (lake, MLflow, thresholds, scoring);
+- :class:`StackSettings`, what only the local stack reads (``training_lib.local``: its state folder, the
+  Airflow API URL and admin login, the services it embeds, the distributed topology's workers and ports).
+  It carries the platform settings it runs with (``.platform``); the platform never sees it.
 
 Every setting has a default that points at the embedded local stack (`make up`), so nothing needs
 to be configured on a laptop. Pointing the platform at real AWS S3 / MinIO and a remote MLflow is a
@@ -17,6 +23,7 @@ from urllib.parse import urlsplit
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_SERVICES = ("s3", "mlflow", "airflow")
 DUMMY_S3_KEY = "fraud-local"  # moto accepts any key; not a secret
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Airflow's SQLite metadata database (local stack): wait this long for a write lock instead of
 # sqlite3's 5 s, which the API server exceeded under backfill load ("Database error" HTTP 500).
 # Airflow imports these dicts by path (AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS[_ASYNC]).
@@ -159,13 +166,44 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+class _FromEnvironment:
+    """Fields that each name their environment variable (``metadata["env"]``)."""
+
+    SECRETS: frozenset[str] = frozenset()
+
+    def env(self) -> dict[str, str]:
+        """These settings as environment variables, for the processes started with them."""
+        out: dict[str, str] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            if "env" not in f.metadata:
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                if f.name == "s3_endpoint_url":
+                    out[f.metadata["env"]] = ""
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            out[f.metadata["env"]] = str(value)
+        return out
+
+    def redacted(self) -> dict[str, str]:
+        """Settings for display, with secrets hidden."""
+        return {
+            f.metadata["env"]: (
+                "***" if f.name in self.SECRETS and getattr(self, f.name) else str(getattr(self, f.name))
+            )
+            for f in fields(self)  # type: ignore[arg-type]
+            if "env" in f.metadata
+        }
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(_FromEnvironment):
     """Typed platform configuration. Build it with :func:`load_settings`."""
 
-    state_dir: Path = _env_field(
-        "FRAUD_STATE_DIR", PROJECT_ROOT / ".local", "All local-stack state: data, logs, PID files."
-    )
+    SECRETS = frozenset({"aws_secret_access_key", "card_token_key"})
+
     bucket: str = _env_field("FRAUD_BUCKET", "fraud-platform", "S3 bucket of the data lake and MLflow artifacts.")
     s3_endpoint_url: str | None = _env_field(
         "FRAUD_S3_ENDPOINT_URL",
@@ -174,7 +212,9 @@ class Settings:
     )
     aws_region: str = _env_field("AWS_DEFAULT_REGION", "us-east-1", "S3 region.")
     aws_access_key_id: str | None = _env_field(
-        "AWS_ACCESS_KEY_ID", None, "S3 key id. Unset: boto3's credential chain (dummy keys for moto)."
+        "AWS_ACCESS_KEY_ID",
+        None,
+        "S3 key id. Unset: boto3's credential chain; on a loopback endpoint (the embedded moto) dummy keys.",
     )
     aws_secret_access_key: str | None = _env_field("AWS_SECRET_ACCESS_KEY", None, "S3 secret key.")
     s3_connect_timeout_s: float = _env_field(
@@ -192,18 +232,6 @@ class Settings:
     )
     mlflow_tracking_uri: str = _env_field(
         "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "MLflow tracking and registry server."
-    )
-    airflow_api_url: str = _env_field(
-        "FRAUD_AIRFLOW_API_URL", "http://127.0.0.1:8080", "Airflow API server (UI and REST API)."
-    )
-    airflow_admin_user: str = _env_field("FRAUD_AIRFLOW_USER", "admin", "Airflow admin user of the local stack.")
-    airflow_admin_password: str | None = _env_field(
-        "FRAUD_AIRFLOW_PASSWORD", None, "Its password. Unset: generated once into the state folder."
-    )
-    embedded_services: tuple[str, ...] = _env_field(
-        "FRAUD_EMBEDDED_SERVICES",
-        EMBEDDED_SERVICES,
-        "Services `make up` starts. Use `airflow` alone with external S3 and MLflow.",
     )
     model_name: str = _env_field("FRAUD_MODEL_NAME", "fraud-detector", "Registered model name in MLflow.")
     experiment_name: str = _env_field("FRAUD_EXPERIMENT", "fraud-detection", "MLflow experiment for training.")
@@ -274,24 +302,11 @@ class Settings:
     scoring_shard_rows: int = _env_field(
         "FRAUD_SCORING_SHARD_ROWS",
         250_000,
-        "Rows per scoring shard: a day is split by card into this many rows' worth of parallel worker tasks.",
+        "Rows per scoring shard: a day is split by card into ceil(rows / this) mapped `score_shard` tasks.",
     )
     scoring_max_shards: int = _env_field(
         "FRAUD_SCORING_MAX_SHARDS", 16, "At most this many scoring shards (mapped tasks) per day."
     )
-    celery_workers: int = _env_field(
-        "FRAUD_CELERY_WORKERS",
-        0,
-        "0: LocalExecutor on SQLite (`make up`). N > 0: CeleryExecutor with N workers, PostgreSQL and Redis "
-        "(`make up-distributed` uses 2).",
-    )
-    celery_worker_concurrency: int = _env_field(
-        "FRAUD_CELERY_WORKER_CONCURRENCY", 2, "Task slots (processes) per Celery worker."
-    )
-    postgres_port: int = _env_field(
-        "FRAUD_POSTGRES_PORT", 5432, "PostgreSQL of the distributed stack (Airflow metadata, MLflow backend store)."
-    )
-    redis_port: int = _env_field("FRAUD_REDIS_PORT", 6379, "Redis of the distributed stack (the Celery broker).")
     sensor_poke_s: float = _env_field(
         "FRAUD_SENSOR_POKE_S",
         30.0,
@@ -319,46 +334,73 @@ class Settings:
     def include_folder(self) -> Path:
         return PROJECT_ROOT / "include"
 
+    def s3_credentials(self) -> tuple[str | None, str | None]:
+        """Explicit keys; without them, on a loopback endpoint (the embedded moto server, a test's S3 server),
+        the dummy keys moto accepts; else (None, None): boto3's credential chain."""
+        if self.aws_access_key_id:
+            return self.aws_access_key_id, self.aws_secret_access_key
+        if self.s3_endpoint_url and urlsplit(self.s3_endpoint_url).hostname in LOOPBACK_HOSTS:
+            return DUMMY_S3_KEY, DUMMY_S3_KEY
+        return None, None
+
+
+@dataclass(frozen=True)
+class StackSettings(_FromEnvironment):
+    """Typed configuration of the local stack (``training_lib.local``); build it with
+    :func:`load_stack_settings`. ``platform``: the platform settings the stack's processes run with."""
+
+    SECRETS = frozenset({"airflow_admin_password"})
+
+    platform: Settings = field(default_factory=Settings)
+    state_dir: Path = _env_field(
+        "FRAUD_STATE_DIR", PROJECT_ROOT / ".local", "All local-stack state: data, logs, PID files."
+    )
+    airflow_api_url: str = _env_field(
+        "FRAUD_AIRFLOW_API_URL", "http://127.0.0.1:8080", "Airflow API server (UI and REST API)."
+    )
+    airflow_admin_user: str = _env_field("FRAUD_AIRFLOW_USER", "admin", "Airflow admin user of the local stack.")
+    airflow_admin_password: str | None = _env_field(
+        "FRAUD_AIRFLOW_PASSWORD", None, "Its password. Unset: generated once into the state folder."
+    )
+    embedded_services: tuple[str, ...] = _env_field(
+        "FRAUD_EMBEDDED_SERVICES",
+        EMBEDDED_SERVICES,
+        "Services `make up` starts. Use `airflow` alone with external S3 and MLflow.",
+    )
+    celery_workers: int = _env_field(
+        "FRAUD_CELERY_WORKERS",
+        0,
+        "0: LocalExecutor on SQLite (`make up`). N > 0: CeleryExecutor with N workers, PostgreSQL and Redis "
+        "(`make up-distributed` uses 2).",
+    )
+    celery_worker_concurrency: int = _env_field(
+        "FRAUD_CELERY_WORKER_CONCURRENCY", 2, "Task slots (processes) per Celery worker."
+    )
+    postgres_port: int = _env_field(
+        "FRAUD_POSTGRES_PORT", 5432, "PostgreSQL of the distributed stack (Airflow metadata, MLflow backend store)."
+    )
+    redis_port: int = _env_field("FRAUD_REDIS_PORT", 6379, "Redis of the distributed stack (the Celery broker).")
+
     @property
     def distributed(self) -> bool:
         """The scale-out topology: Celery workers, PostgreSQL, Redis (instead of LocalExecutor on SQLite)."""
         return self.celery_workers > 0
 
-    def s3_credentials(self) -> tuple[str | None, str | None]:
-        """Explicit keys; dummy keys for the embedded moto server; else (None, None): boto3's chain."""
-        if self.aws_access_key_id:
-            return self.aws_access_key_id, self.aws_secret_access_key
-        if "s3" in self.embedded_services:
-            return DUMMY_S3_KEY, DUMMY_S3_KEY
-        return None, None
-
     def env(self) -> dict[str, str]:
-        """These settings as environment variables, for processes the platform starts."""
-        out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                if f.name == "s3_endpoint_url":
-                    out[f.metadata["env"]] = ""
-                continue
-            if isinstance(value, tuple):
-                value = ",".join(value)
-            out[f.metadata["env"]] = str(value)
-        return out
+        """The platform's and the stack's settings as environment variables."""
+        return {**self.platform.env(), **super().env()}
 
     def redacted(self) -> dict[str, str]:
-        """Settings for display, with secrets hidden."""
-        secret = {"aws_secret_access_key", "airflow_admin_password", "card_token_key"}
-        return {
-            f.metadata["env"]: ("***" if f.name in secret and getattr(self, f.name) else str(getattr(self, f.name)))
-            for f in fields(self)
-        }
+        return {**self.platform.redacted(), **super().redacted()}
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
-    """(environment variable, default, meaning) for every setting: the README's configuration table."""
+    """(environment variable, default, meaning) for every setting, the platform's then the local stack's:
+    the README's configuration table."""
     rows = []
-    for f in fields(Settings):
+    for f in (*fields(Settings), *fields(StackSettings)):
+        if "env" not in f.metadata:
+            continue
         default = f.default
         if isinstance(default, tuple):
             default = ",".join(default)
@@ -368,28 +410,43 @@ def describe_settings() -> list[tuple[str, str, str]]:
     return rows
 
 
-def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``environ`` (default: the process environment), validating each value.
-
-    ``overrides`` (same variable names) win over ``environ``: e.g. the demo's scenario settings."""
-    source = {**(os.environ if environ is None else environ), **(overrides or {})}
+def _parsed(cls: type, source: Mapping[str, str]) -> dict[str, Any]:
+    """The values of ``cls``'s fields found in ``source``, each validated by its parser."""
     values: dict[str, Any] = {}
-    for f in fields(Settings):
-        name = f.metadata["env"]
-        if name not in source:
+    for f in fields(cls):
+        if "env" not in f.metadata or f.metadata["env"] not in source:
             continue
-        raw = source[name]
+        name, raw = f.metadata["env"], source[f.metadata["env"]]
         parser = _PARSERS.get(f.name, _parse_optional_text if f.default is None else _parse_text)
         try:
             values[f.name] = parser(raw)
         except ValueError as exc:
             raise ConfigError(f"environment variable {name}={raw!r} is invalid: {exc}") from exc
-    settings = Settings(**values)
+    return values
+
+
+def _source(environ: Mapping[str, str] | None, overrides: Mapping[str, str] | None) -> dict[str, str]:
+    return {**(os.environ if environ is None else environ), **(overrides or {})}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Settings:
+    """Read the platform settings from ``environ`` (default: the process environment), validating each value.
+
+    ``overrides`` (same variable names) win over ``environ``: e.g. the demo's scenario settings."""
+    settings = Settings(**_parsed(Settings, _source(environ, overrides)))
     if settings.promotion_floor <= 0 and settings.promotion_margin <= 0:
         raise ConfigError(
             "FRAUD_PROMOTION_FLOOR and FRAUD_PROMOTION_MARGIN cannot both be 0: the gate would pass anything"
         )
     return settings
+
+
+def load_stack_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+) -> StackSettings:
+    """Read the local stack's settings, and the platform settings it runs with, as :func:`load_settings` does."""
+    source = _source(environ, overrides)
+    return StackSettings(platform=load_settings(source), **_parsed(StackSettings, source))
 
 
 def process_environment() -> dict[str, str]:

@@ -130,6 +130,13 @@ class AirflowClient:
         quoted = urllib.request.quote(run_id, safe="")
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]
 
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """Each task's state in one run: ``task_id`` → state; a mapped task as ``task_id[map_index]``."""
+        return {
+            ti["task_id"] if ti.get("map_index", -1) < 0 else f"{ti['task_id']}[{ti['map_index']}]": ti["state"]
+            for ti in self.task_instances(dag_id, run_id)
+        }
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600.0) -> dict:
         """Poll a run until it succeeds or fails; returns the final run record."""
 

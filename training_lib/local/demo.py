@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
-from training_lib.config import Settings, load_settings
+from training_lib.config import Settings, StackSettings, load_stack_settings
 from training_lib.lake.layout import (
     LABELS,
     LANDING_LABELS,
@@ -142,9 +142,9 @@ FAST = DemoPlan(
 )
 
 
-def demo_settings(plan: DemoPlan, environ: dict[str, str] | None = None) -> Settings:
-    """The platform settings of a demo: the environment's, with the scenario's profile on top."""
-    return load_settings(environ, overrides=plan.profile)
+def demo_settings(plan: DemoPlan, environ: dict[str, str] | None = None) -> StackSettings:
+    """The stack and platform settings of a demo: the environment's, with the scenario's profile on top."""
+    return load_stack_settings(environ, overrides=plan.profile)
 
 
 class DemoFailed(RuntimeError):
@@ -330,7 +330,7 @@ class DemoDriver:
                 failed = [ti["task_id"] for ti in tasks if ti["state"] in {"failed", "upstream_failed"}]
                 raise DemoFailed(
                     f"{dag_id} run {run['dag_run_id']} {run['state']} (tasks {failed}): open it in the Airflow UI,"
-                    f" {self.settings.airflow_api_url}/dags/{dag_id}/runs/{run['dag_run_id']}"
+                    f" {self.client.base_url}/dags/{dag_id}/runs/{run['dag_run_id']}"
                 )
 
     def progress(self, started: float) -> str:
@@ -449,7 +449,7 @@ class DemoDriver:
             "champion": self.champion_version(),
             "recovery": recovery(days, registry, self.plan.day(self.plan.change_day)),
             "links": {
-                "airflow": settings.airflow_api_url,
+                "airflow": self.client.base_url,
                 "mlflow_model": f"{settings.mlflow_tracking_uri}/#/models/{settings.model_name}",
                 # presigned: the browser opens them without S3 credentials
                 "latest_drift_report": self.lake.report_url(REPORTS_DRIFT, drift_day, "report.html", expires_in=LINK_S),
@@ -628,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = AirflowClient(
         settings.airflow_api_url, settings.airflow_admin_user, airflow_password(settings, stack.paths)
     )
-    summary = DemoDriver(settings, client, plan).run()
+    summary = DemoDriver(settings.platform, client, plan).run()
     print(format_summary(summary))
     print("\nThe stack keeps running: explore the UIs, then `make down`.")
     print(stack.describe())

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from training_lib.config import Settings, load_settings, process_environment
+from training_lib.config import Settings, StackSettings, load_stack_settings, process_environment
 
 LOOPBACK = "127.0.0.1"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -95,7 +95,7 @@ def _read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
 class StackPaths:
     """Where the stack keeps its state: everything under ``settings.state_dir``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         root = settings.state_dir
         self.root = root
         self.pids = root / "pids"
@@ -134,20 +134,20 @@ def airflow_aws_connection(settings: Settings) -> str:
     return json.dumps(conn)
 
 
-def platform_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
+def platform_env(settings: StackSettings, paths: StackPaths) -> dict[str, str]:
     """Environment shared by every process of the stack and by the tasks Airflow runs."""
     env = process_environment()
     env.update(settings.env())
-    key, secret = settings.s3_credentials()
+    key, secret = settings.platform.s3_credentials()
     if key:
         env["AWS_ACCESS_KEY_ID"] = key
         env["AWS_SECRET_ACCESS_KEY"] = secret or ""
-    env["AWS_DEFAULT_REGION"] = settings.aws_region
-    if settings.s3_endpoint_url:
+    env["AWS_DEFAULT_REGION"] = settings.platform.aws_region
+    if settings.platform.s3_endpoint_url:
         # boto3, pyarrow and MLflow's S3 artifact store all follow these without code changes.
-        env["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
-        env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-    if not settings.card_token_key:
+        env["AWS_ENDPOINT_URL_S3"] = settings.platform.s3_endpoint_url
+        env["MLFLOW_S3_ENDPOINT_URL"] = settings.platform.s3_endpoint_url
+    if not settings.platform.card_token_key:
         env["FRAUD_CARD_TOKEN_KEY"] = _read_or_create_secret(
             paths.secrets / "card_token.key", lambda: secrets.token_hex(32)
         )
@@ -159,7 +159,7 @@ def platform_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
 FORKSERVER_PRELOAD = "training_lib.preload,airflow.api_fastapi.core_api.security"
 
 
-def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
+def airflow_env(settings: StackSettings, paths: StackPaths) -> dict[str, str]:
     """Airflow configuration for the local stack, as ``AIRFLOW__SECTION__KEY`` variables."""
     env = platform_env(settings, paths)
     api = settings.airflow_api_url
@@ -168,8 +168,8 @@ def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
     env.update(
         {
             "AIRFLOW_HOME": str(paths.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.plugins_folder),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.platform.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.platform.plugins_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
@@ -194,7 +194,7 @@ def airflow_env(settings: Settings, paths: StackPaths) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
             "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": FORKSERVER_PRELOAD,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(paths.airflow_home / "logs"),
-            "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings),
+            "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings.platform),
         }
     )
     if not settings.distributed:  # SQLite in AIRFLOW_HOME: a long lock wait (these arguments break PostgreSQL)
@@ -223,13 +223,13 @@ def redis_password(paths: StackPaths) -> str:
     return _read_or_create_secret(paths.secrets / "redis.password", lambda: secrets.token_urlsafe(24))
 
 
-def postgres_url(settings: Settings, paths: StackPaths, database: str) -> str:
+def postgres_url(settings: StackSettings, paths: StackPaths, database: str) -> str:
     """SQLAlchemy URL of one database of the distributed stack's PostgreSQL (psycopg2 driver)."""
     password = postgres_password(paths)
     return f"postgresql+psycopg2://{POSTGRES_USER}:{password}@{LOOPBACK}:{settings.postgres_port}/{database}"
 
 
-def redis_url(settings: Settings, paths: StackPaths) -> str:
+def redis_url(settings: StackSettings, paths: StackPaths) -> str:
     return f"redis://:{redis_password(paths)}@{LOOPBACK}:{settings.redis_port}/0"
 
 
@@ -263,7 +263,7 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["setpriv", f"--reuid={POSTGRES_OS_USER}", f"--regid={POSTGRES_OS_USER}", "--init-groups", "--", *argv]
 
 
-def airflow_password(settings: Settings, paths: StackPaths) -> str:
+def airflow_password(settings: StackSettings, paths: StackPaths) -> str:
     """The admin password: the configured one, else generated once into the state folder."""
     wanted = settings.airflow_admin_password
     if paths.airflow_passwords.exists():
@@ -474,14 +474,14 @@ def stop_processes(names: list[str], paths: StackPaths, timeout: float = 30.0) -
 class LocalStack:
     """Start, stop and inspect the embedded services described by ``settings``."""
 
-    def __init__(self, settings: Settings, echo: Callable[[str], None] = print) -> None:
+    def __init__(self, settings: StackSettings, echo: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.paths = StackPaths(settings)
         self.echo = echo
 
     # ---- service definitions
     def s3_service(self) -> Service:
-        endpoint = self.settings.s3_endpoint_url
+        endpoint = self.settings.platform.s3_endpoint_url
         if not endpoint:
             raise StackError("FRAUD_S3_ENDPOINT_URL is empty (real AWS): drop 's3' from FRAUD_EMBEDDED_SERVICES")
         port = _port_of(endpoint)
@@ -489,7 +489,7 @@ class LocalStack:
         return Service("s3", argv, platform_env(self.settings, self.paths), self._s3_healthy, port)
 
     def mlflow_service(self) -> Service:
-        uri = self.settings.mlflow_tracking_uri
+        uri = self.settings.platform.mlflow_tracking_uri
         if not uri.startswith("http"):
             raise StackError(f"MLFLOW_TRACKING_URI={uri!r} is not a server URL the stack can run")
         port = _port_of(uri)
@@ -497,7 +497,7 @@ class LocalStack:
             _bin("mlflow"), "server",
             "--host", LOOPBACK,
             "--port", str(port),
-            "--artifacts-destination", f"s3://{self.settings.bucket}/mlflow",
+            "--artifacts-destination", f"s3://{self.settings.platform.bucket}/mlflow",
             "--workers", "1",
         ]  # fmt: skip
         env = platform_env(self.settings, self.paths)
@@ -579,7 +579,7 @@ class LocalStack:
 
     # ---- health
     def _s3_healthy(self) -> bool:
-        return http_ok(f"{self.settings.s3_endpoint_url}/moto-api/data.json")
+        return http_ok(f"{self.settings.platform.s3_endpoint_url}/moto-api/data.json")
 
     def _postgres_connect(self, database: str = "postgres"):
         import psycopg2
@@ -663,8 +663,8 @@ class LocalStack:
             took = self._wait("S3 (moto)", self._s3_healthy, timeout, names)
             from training_lib.lake.objects import ensure_bucket
 
-            ensure_bucket(self.settings)
-            self.echo(f"[s3] healthy after {took:.1f}s, bucket s3://{self.settings.bucket} ready")
+            ensure_bucket(self.settings.platform)
+            self.echo(f"[s3] healthy after {took:.1f}s, bucket s3://{self.settings.platform.bucket} ready")
         if "mlflow" in groups:
             mlflow_names = self._start_missing(groups["mlflow"])
         if "airflow" in groups:
@@ -813,8 +813,8 @@ class LocalStack:
         password = airflow_password(settings, self.paths) if "airflow" in settings.embedded_services else "(external)"
         lines = [
             f"  Airflow UI : {settings.airflow_api_url}   login: {settings.airflow_admin_user} / {password}",
-            f"  MLflow UI  : {settings.mlflow_tracking_uri}",
-            f"  S3 endpoint: {settings.s3_endpoint_url or 'AWS default'}   bucket: s3://{settings.bucket}",
+            f"  MLflow UI  : {settings.platform.mlflow_tracking_uri}",
+            f"  S3 endpoint: {settings.platform.s3_endpoint_url or 'AWS default'}   bucket: s3://{settings.platform.bucket}",
             f"  state      : {self.paths.root}",
         ]
         if settings.distributed:
@@ -831,7 +831,7 @@ class LocalStack:
             "postgres": self._postgres_healthy,
             "redis": self._redis_healthy,
             "s3": self._s3_healthy,
-            "mlflow": lambda: http_ok(f"{self.settings.mlflow_tracking_uri}/health"),
+            "mlflow": lambda: http_ok(f"{self.settings.platform.mlflow_tracking_uri}/health"),
             "airflow": lambda: airflow_healthy(self.settings.airflow_api_url),
         }
         all_ok = True
@@ -869,7 +869,7 @@ URL_SECRETS = (
 )
 
 
-def print_environment(settings: Settings, paths: StackPaths) -> None:
+def print_environment(settings: StackSettings, paths: StackPaths) -> None:
     """``export`` lines for the airflow/mlflow CLIs against this stack; no secret values on screen."""
     for key, value in sorted(airflow_env(settings, paths).items()):
         if key in URL_SECRETS:
@@ -887,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "env"])
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health (up)")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    settings = load_stack_settings()
     stack = LocalStack(settings)
     try:
         if args.command == "up":
