@@ -63,7 +63,9 @@ def main() -> None:
     from training_lib.lake.layout import VALIDATED_TRANSACTIONS
     from training_lib.lake.storage import Lake
     from training_lib.local.airflow_client import AirflowClient
-    from training_lib.local.stack import LocalStack, airflow_password, stop_processes
+    from training_lib.local.environment import airflow_password
+    from training_lib.local.processes import stop_processes
+    from training_lib.local.stack import LocalStack
     from training_lib.modeling.train import seed_champion
     from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 

@@ -29,7 +29,9 @@ from training_lib.lake.layout import (
 from training_lib.lake.objects import s3_client
 from training_lib.lake.storage import Lake
 from training_lib.local.demo import FAST, DemoDriver, format_summary
-from training_lib.local.stack import LOOPBACK, LocalStack, listening_addresses
+from training_lib.local.environment import LOOPBACK
+from training_lib.local.processes import listening_addresses
+from training_lib.local.stack import LocalStack
 from training_lib.modeling.train import DATASETS
 from training_lib.simulation.simulate import Simulator
 

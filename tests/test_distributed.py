@@ -30,7 +30,7 @@ from training_lib.lake.layout import (
 )
 from training_lib.lake.objects import ensure_bucket
 from training_lib.lake.storage import Lake
-from training_lib.local.stack import StackPaths
+from training_lib.local.environment import StackPaths
 from training_lib.modeling.train import seed_champion
 from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
 

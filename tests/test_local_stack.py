@@ -15,8 +15,8 @@ import pytest
 
 from training_lib.lake.objects import s3_client
 from training_lib.local.airflow_client import AirflowApiError, AirflowClient
-from training_lib.local.stack import (
-    StackPaths,
+from training_lib.local.environment import StackPaths
+from training_lib.local.processes import (
     airflow_health,
     listening_addresses,
     process_alive,

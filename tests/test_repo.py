@@ -13,9 +13,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-import training_lib.local.stack as stack_module
+import training_lib.local.environment as environment_module
+import training_lib.local.services as services_module
 from training_lib.config import StackSettings, describe_settings, load_stack_settings
-from training_lib.local.stack import AIRFLOW_COMPONENTS, LocalStack, Service
+from training_lib.local.environment import AIRFLOW_COMPONENTS
+from training_lib.local.processes import Service
+from training_lib.local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,7 +125,7 @@ PUBLISHED = {"minio", "mlflow", "airflow-api-server"}  # PostgreSQL and Redis st
 
 # Environment names a compose service may set that are neither AIRFLOW__* nor platform settings (describe_settings).
 LIBRARY_ENV = {
-    "AWS_ENDPOINT_URL_S3": "boto3 and pyarrow follow it to the S3 endpoint (training_lib.local.stack.platform_env)",
+    "AWS_ENDPOINT_URL_S3": "boto3 and pyarrow follow it to the S3 endpoint (local.environment.platform_env)",
     "MLFLOW_S3_ENDPOINT_URL": "MLflow's S3 artifact store follows it (platform_env)",
     "GX_ANALYTICS_ENABLED": "Great Expectations telemetry off (platform_env)",
     "PYTHONUNBUFFERED": "log lines reach the log at once (platform_env)",
@@ -250,11 +253,12 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> LocalTopology:
     state_dir = tmp_path_factory.mktemp("distributed-state")
     settings = load_stack_settings({"FRAUD_CELERY_WORKERS": "2", "FRAUD_STATE_DIR": str(state_dir)})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(stack_module, "process_environment", dict)  # only what the stack sets, not this shell's
-        patch.setattr(stack_module, "postgres_bin", lambda name: name)  # the OS packages are not needed here
-        patch.setattr(stack_module, "redis_bin", lambda: "redis-server")
+        for module in (environment_module, services_module):  # only what the stack sets, not this shell's
+            patch.setattr(module, "process_environment", dict)
+        patch.setattr(services_module, "postgres_bin", lambda name: name)  # the OS packages are not needed here
+        patch.setattr(services_module, "redis_bin", lambda: "redis-server")
         stack = LocalStack(settings, echo=lambda _line: None)
-        services = {service.name: service for group in stack.services().values() for service in group}
+        services = {service.name: service for group in stack.catalog.groups().values() for service in group}
         stack.paths.create()
         stack._write_redis_config()
     directives = (line.split(" ", 1) for line in (stack.paths.redis / "redis.conf").read_text().splitlines())
@@ -265,7 +269,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> LocalTopology:
 def _endpoint(local: LocalTopology, url: str) -> tuple:
     """A local loopback URL as it must read in compose: the counterpart service's name and container port."""
     parts = urlsplit(url)
-    assert parts.hostname == stack_module.LOOPBACK, url
+    assert parts.hostname == environment_module.LOOPBACK, url
     service = _counterpart(local.port_owner(parts.port))
     return parts.scheme, parts.username, service, CONTAINER_PORTS.get(service, parts.port), parts.path, parts.query
 
@@ -293,7 +297,7 @@ def _needed(local_env: dict[str, str]) -> set[str]:
     return {
         name
         for name, value in local_env.items()
-        if name not in LOCAL_ONLY_ENV and (defaults.get(name) != value or stack_module.LOOPBACK in value)
+        if name not in LOCAL_ONLY_ENV and (defaults.get(name) != value or environment_module.LOOPBACK in value)
     }
 
 
@@ -321,7 +325,7 @@ def _assert_environment_matches(local: LocalTopology, local_env: dict[str, str],
             assert conn["extra"]["region_name"] == local_conn["extra"]["region_name"]
             assert conn["extra"]["endpoint_url"] == compose_env["FRAUD_S3_ENDPOINT_URL"]
             _assert_same_endpoint(local, name, local_conn["extra"]["endpoint_url"], conn["extra"]["endpoint_url"])
-        elif stack_module.LOOPBACK in local_value and name not in BROWSER_URL_ENV:
+        elif environment_module.LOOPBACK in local_value and name not in BROWSER_URL_ENV:
             _assert_same_endpoint(local, name, local_value, value)
         else:
             assert value == local_value, f"{name}: compose {value!r}, local stack {local_value!r}"
@@ -460,17 +464,19 @@ def test_compose_connection_urls_use_the_local_drivers_databases_and_role(local:
         for url in (local_url, compose_url):
             parts = urlsplit(url)
             assert (parts.scheme, parts.path) == (scheme, path), f"{name}: {parts.scheme}://…{parts.path}"
-            assert (parts.username or None) == (stack_module.POSTGRES_USER if server == "postgres" else None), name
+            assert (parts.username or None) == (environment_module.POSTGRES_USER if server == "postgres" else None), (
+                name
+            )
         assert urlsplit(compose_url).hostname == server
         _assert_same_endpoint(local, name, local_url, compose_url)
     # one role owning the databases the local stack creates: POSTGRES_DB plus the init script's
     postgres_env = _env("postgres")
-    assert postgres_env["POSTGRES_USER"] == stack_module.POSTGRES_USER
+    assert postgres_env["POSTGRES_USER"] == environment_module.POSTGRES_USER
     (init_script,) = [
         entry.split(":")[0] for entry in SERVICES["postgres"]["volumes"] if ":/docker-entrypoint-initdb.d/" in entry
     ]
     created = re.findall(r"(?im)^\s*CREATE DATABASE \"?(\w+)\"?", (REPO / init_script).read_text())
-    assert sorted([postgres_env["POSTGRES_DB"], *created]) == sorted(stack_module.POSTGRES_DATABASES)
+    assert sorted([postgres_env["POSTGRES_DB"], *created]) == sorted(environment_module.POSTGRES_DATABASES)
 
 
 def test_compose_secrets_are_required_variables_never_values() -> None:

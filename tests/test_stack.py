@@ -12,23 +12,25 @@ from pathlib import Path
 import pytest
 
 from training_lib.config import load_settings, load_stack_settings
-from training_lib.local.stack import (
-    LocalStack,
-    Service,
+from training_lib.local.environment import (
     StackError,
     StackPaths,
     airflow_aws_connection,
     airflow_env,
-    listening_addresses,
     postgres_password,
     print_environment,
+    redis_password,
+)
+from training_lib.local.processes import (
+    Service,
+    listening_addresses,
     process_alive,
     recorded_pid,
-    redis_password,
     session_members,
     start_process,
     stop_processes,
 )
+from training_lib.local.stack import LocalStack
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ def _distributed(tmp_path) -> LocalStack:
 
 def test_local_topology_stays_local_executor_on_sqlite(tmp_path) -> None:
     stack = LocalStack(load_stack_settings({"FRAUD_STATE_DIR": str(tmp_path)}), echo=lambda _line: None)
-    assert list(stack.services()) == ["s3", "mlflow", "airflow"]
+    assert list(stack.catalog.groups()) == ["s3", "mlflow", "airflow"]
     env = airflow_env(stack.settings, stack.paths)
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in env  # Airflow's default: SQLite in AIRFLOW_HOME
@@ -165,7 +167,7 @@ def test_local_topology_stays_local_executor_on_sqlite(tmp_path) -> None:
 
 def test_distributed_topology_uses_postgres_redis_and_celery_workers(tmp_path) -> None:
     stack = _distributed(tmp_path)
-    groups = stack.services()
+    groups = stack.catalog.groups()
     assert list(groups) == ["postgres", "redis", "s3", "mlflow", "airflow"]
     env = airflow_env(stack.settings, stack.paths)
     password = postgres_password(stack.paths)

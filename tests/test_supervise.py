@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from training_lib.local.stack import process_alive, session_members
+from training_lib.local.processes import process_alive, session_members
 
 REPO = Path(__file__).resolve().parents[1]
 

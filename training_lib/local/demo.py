@@ -610,7 +610,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training_lib.local.stack import LocalStack, airflow_password
+    from training_lib.local.environment import airflow_password
+    from training_lib.local.stack import LocalStack
 
     args = _parser().parse_args(argv)
     plan = FAST if args.fast else FULL
