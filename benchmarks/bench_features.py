@@ -26,7 +26,8 @@ from training_lib.modeling.features import (
     history_features,
     row_features,
 )
-from training_lib.simulation.simulate import SimulationConfig, Simulator
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 PAGE_BYTES = resource.getpagesize()
 

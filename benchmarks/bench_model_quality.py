@@ -116,7 +116,7 @@ def main() -> None:
 
     from training_lib.config import PROJECT_ROOT
     from training_lib.modeling.fitting import load_search_space
-    from training_lib.simulation.simulate import SimulationConfig
+    from training_lib.simulation.scenario import SimulationConfig
 
     space = load_search_space(PROJECT_ROOT / "include")
     base = SimulationConfig(start=date(2026, 1, 1))

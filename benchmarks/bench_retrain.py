@@ -38,7 +38,8 @@ def main() -> None:
     from training_lib.lake.storage import Lake
     from training_lib.local.stack import LocalStack
     from training_lib.modeling.train import build_dataset, evaluate_candidates, train_and_log
-    from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
+    from training_lib.simulation.scenario import SimulationConfig
+    from training_lib.simulation.simulate import Simulator, publish_validated_days
 
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as state:
         stack_settings = load_stack_settings(

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from training_lib.simulation.simulate import SimulationConfig, Simulator
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 GOAL_PER_SECOND = 200_000
 

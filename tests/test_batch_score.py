@@ -10,7 +10,8 @@ import pytest
 from training_lib.lake.layout import PREDICTIONS, REPORTS_PERFORMANCE, REPORTS_SCORING, VALIDATED_TRANSACTIONS
 from training_lib.lake.storage import Lake
 from training_lib.modeling.train import seed_champion
-from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -32,7 +32,8 @@ from training_lib.lake.objects import ensure_bucket
 from training_lib.lake.storage import Lake
 from training_lib.local.environment import StackPaths
 from training_lib.modeling.train import seed_champion
-from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

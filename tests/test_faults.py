@@ -41,7 +41,8 @@ from training_lib.lake.storage import Lake
 from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
 from training_lib.local.environment import StackPaths
 from training_lib.local.processes import http_ok, process_alive, recorded_pid, stop_processes
-from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

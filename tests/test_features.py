@@ -38,7 +38,8 @@ from training_lib.modeling.features import (
     load_history,
     row_features,
 )
-from training_lib.simulation.simulate import SimulationConfig, Simulator
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 NEW_YORK = (40.7128, -74.0060)
 LOS_ANGELES = (34.0522, -118.2437)

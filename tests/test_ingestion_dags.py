@@ -22,7 +22,8 @@ from training_lib.lake.layout import (
     partition_prefix,
 )
 from training_lib.lake.storage import Lake
-from training_lib.simulation.simulate import SimulationConfig, Simulator
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

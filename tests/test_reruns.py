@@ -27,7 +27,8 @@ from training_lib.lake.layout import (
 )
 from training_lib.lake.objects import s3_client
 from training_lib.lake.storage import Lake
-from training_lib.simulation.simulate import SimulationConfig, Simulator
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 

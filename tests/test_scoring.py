@@ -31,7 +31,8 @@ from training_lib.scoring.batch import (
     score_day,
     score_shard,
 )
-from training_lib.simulation.simulate import SimulationConfig, Simulator, publish_validated_days
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator, publish_validated_days
 
 KEY = b"spill-test-key"
 BUCKET = "scoring-test"

@@ -21,7 +21,9 @@ from training_lib.ingestion.schema import (
     read_labels,
     read_transactions,
 )
-from training_lib.simulation.simulate import MALFORMED_KINDS, SimulationConfig, Simulator, is_luhn_valid
+from training_lib.simulation.population import is_luhn_valid
+from training_lib.simulation.scenario import MALFORMED_KINDS, SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 START = date(2026, 1, 1)

@@ -47,7 +47,8 @@ from training_lib.lake.layout import (
 )
 from training_lib.lake.storage import Lake
 from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient
-from training_lib.simulation.simulate import SimulationConfig, Simulator
+from training_lib.simulation.scenario import SimulationConfig
+from training_lib.simulation.simulate import Simulator
 
 INGESTION_DAGS = ("transactions_daily", "labels_daily")
 DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")

@@ -29,6 +29,10 @@ Labels arrive late: :meth:`Simulator.labels` for ``day`` confirms every transact
 ``label_delay_days`` earlier. ``unix_time`` is the true Unix time of ``trans_date_trans_time``
 (Sparkov's own is shifted by years; nothing here depends on that quirk).
 
+Modules: ``scenario`` (what to simulate), ``population`` (customers, merchants and their habits),
+``spending`` (each part of a day: legitimate spending and the fraud patterns), ``simulate`` (a day as
+arrays, frames, text and files; the lake helper; the CLI).
+
 CLI: ``python -m training_lib.simulation.simulate --start 2026-01-01 --days 30 --out DIR`` (or ``--to-lake``,
 or ``--kaggle FILE``); see ``--help``.
 """
@@ -36,12 +40,11 @@ or ``--kaggle FILE``); see ``--help``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -51,244 +54,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training_lib.config import Settings, load_settings
-from training_lib.ingestion.schema import CATEGORIES, LABEL_COLUMN_NAMES, ONLINE_CATEGORIES, TRANSACTION_COLUMN_NAMES
+from training_lib.ingestion.schema import CATEGORIES, LABEL_COLUMN_NAMES, TRANSACTION_COLUMN_NAMES
 from training_lib.lake.layout import LANDING_LABELS, LANDING_TRANSACTIONS, partition_prefix
 from training_lib.lake.objects import s3_client
 from training_lib.lake.storage import Lake
-
-DayRef = date | int  # a calendar day, or an offset in days from SimulationConfig.start
-
-SECONDS_PER_DAY = 86_400
-UNIX_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-MALFORMED_KINDS: tuple[str, ...] = (
-    "negative_amount",
-    "zero_amount",
-    "unknown_category",
-    "cc_num_scientific",
-    "latitude_out_of_range",
-    "unparseable_date",
-    "empty_trans_num",
-    "wrong_day_timestamp",
-    "duplicate_trans_num",
+from training_lib.simulation import spending
+from training_lib.simulation.population import Population, day_epoch
+from training_lib.simulation.scenario import (
+    DAY_OF_WEEK_VOLUME,
+    MALFORMED_KINDS,
+    SECONDS_PER_DAY,
+    UNKNOWN_CATEGORIES,
+    VOLUME_SEASON,
+    DayRef,
+    SimulationConfig,
 )
-UNKNOWN_CATEGORIES = ("electronics", "crypto_exchange", "GROCERY POS", "n/a")
 
-# Hour-of-day shapes (relative weights for hours 0..23) of legitimate spending.
-HOUR_SHAPES: dict[str, tuple[float, ...]] = {
-    name: tuple(float(w) for w in weights.split())
-    for name, weights in {
-        "daytime": ".05 .03 .02 .02 .03 .1 .3 .6 .9 1 1 1 1.1 1.1 1 1 1.1 1.2 1.2 1 .8 .5 .3 .12",
-        "evening": ".15 .08 .04 .03 .03 .05 .15 .3 .4 .4 .5 .8 1 .8 .5 .5 .6 .9 1.2 1.4 1.4 1.1 .7 .35",
-        "commute": ".1 .05 .04 .05 .1 .4 .9 1.3 1.2 .8 .7 .7 .8 .7 .7 .9 1.2 1.3 1.1 .8 .6 .4 .25 .15",
-        "online": ".35 .25 .2 .15 .15 .2 .35 .55 .75 .9 1 1 1 1 1 1 1 1 1.05 1.15 1.2 1.15 .9 .6",
-        "travel": ".2 .15 .1 .1 .2 .5 .9 1 1 .9 .9 .9 .9 .9 .9 .9 1 1 .9 .8 .7 .6 .4 .3",
-    }.items()
-}
-# When stolen-card sprees start: mostly late at night, but a third in the daytime.
-FRAUD_START_HOURS = (10, 9, 8, 6, 3, 1.5, 1.5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2.5, 3, 4, 8, 10)
-DAY_OF_WEEK_VOLUME = (0.96, 0.95, 0.97, 0.99, 1.05, 1.07, 1.01)  # Monday .. Sunday
-# Seasonality: (amplitude, day of the year of the peak) of a yearly cycle, as log-factors.
-VOLUME_SEASON = (0.08, 350)  # more spending in December
-FRAUD_SEASON = (0.15, 345)  # and more fraud with it
-CATEGORY_SEASONS: dict[str, tuple[float, int]] = {
-    "entertainment": (0.15, 355),
-    "food_dining": (0.10, 200),
-    "gas_transport": (0.20, 190),
-    "grocery_net": (0.10, 20),
-    "grocery_pos": (0.05, 330),
-    "health_fitness": (0.25, 15),  # new-year resolutions
-    "home": (0.15, 120),
-    "kids_pets": (0.15, 240),  # back to school
-    "misc_net": (0.10, 340),
-    "misc_pos": (0.05, 180),
-    "personal_care": (0.05, 100),
-    "shopping_net": (0.35, 340),  # holiday shopping
-    "shopping_pos": (0.30, 350),
-    "travel": (0.45, 200),  # summer holidays
-}
-# While on a trip, a customer spends on these categories (relative weights) instead of the usual mix.
-TRIP_CATEGORIES = {"travel": 3.0, "food_dining": 3.0, "entertainment": 1.5, "gas_transport": 2.0, "misc_pos": 1.0}
-TRIP_BLOCK_DAYS = 14  # trips are drawn per block of days: at most one trip per customer and block
-# A fraud ring in everyday categories (the fraud-shift scenario): relative weights.
-CARD_TESTING_CATEGORIES = {"misc_net": 0.5, "shopping_net": 0.3, "grocery_net": 0.2}
-RING_CATEGORIES = {
-    "gas_transport": 3.0,
-    "grocery_pos": 2.0,
-    "health_fitness": 2.0,
-    "personal_care": 1.5,
-    "kids_pets": 1.5,
-    "food_dining": 1.0,
-}
-
-
-@dataclass(frozen=True)
-class CategoryProfile:
-    """How one merchant category is used: by legitimate customers and by fraudsters."""
-
-    share: float  # share of legitimate transactions (Sparkov's frequencies)
-    median_amount: float  # legitimate amounts: lognormal with this median ...
-    sigma: float  # ... and this log-scale spread
-    hours: str  # key of HOUR_SHAPES
-    weekend: float  # weight multiplier on Saturdays and Sundays
-    fraud_weight: float  # relative weight among stolen-card spree transactions
-    fraud_median_amount: float
-
-
-CATEGORY_PROFILES: dict[str, CategoryProfile] = {
-    "entertainment": CategoryProfile(0.073, 35, 0.8, "evening", 1.3, 0.04, 480),
-    "food_dining": CategoryProfile(0.071, 25, 0.6, "evening", 1.2, 0.03, 110),
-    "gas_transport": CategoryProfile(0.102, 55, 0.5, "commute", 0.85, 0.06, 15),
-    "grocery_net": CategoryProfile(0.035, 45, 0.5, "online", 1.0, 0.04, 15),
-    "grocery_pos": CategoryProfile(0.095, 60, 0.6, "daytime", 1.1, 0.17, 310),
-    "health_fitness": CategoryProfile(0.066, 30, 0.7, "daytime", 0.9, 0.02, 20),
-    "home": CategoryProfile(0.095, 35, 0.9, "daytime", 1.1, 0.03, 260),
-    "kids_pets": CategoryProfile(0.087, 30, 0.8, "daytime", 1.1, 0.04, 20),
-    "misc_net": CategoryProfile(0.049, 15, 1.1, "online", 1.0, 0.12, 760),
-    "misc_pos": CategoryProfile(0.061, 20, 1.0, "daytime", 1.0, 0.05, 250),
-    "personal_care": CategoryProfile(0.070, 20, 0.9, "daytime", 1.0, 0.03, 25),
-    "shopping_net": CategoryProfile(0.075, 50, 1.1, "online", 1.0, 0.23, 860),
-    "shopping_pos": CategoryProfile(0.090, 40, 1.0, "daytime", 1.2, 0.13, 780),
-    "travel": CategoryProfile(0.031, 60, 1.4, "travel", 1.2, 0.01, 12),
-}
-
-# (length, issuer prefixes, share of cards): Sparkov mixes 12-19 digit numbers, mostly 16.
-CARD_FORMATS: tuple[tuple[int, tuple[str, ...], float], ...] = (
-    (16, ("4", "51", "52", "53", "54", "55", "2221", "2720", "6011", "65"), 0.62),
-    (15, ("34", "37"), 0.08),
-    (19, ("4",), 0.09),
-    (14, ("30", "36", "38"), 0.07),
-    (13, ("4",), 0.07),
-    (12, ("6304", "5018"), 0.07),
-)
 CUSTOMER_STRING_COLUMNS = ("cc_num", "first", "last", "gender", "street", "city", "state", "zip", "job")
 CSV_SPECIAL_BYTES = np.frombuffer(b',"\r\n', dtype=np.uint8)
-MEAN_SPREE_SIZE = 7.5  # stolen-card sprees have 3..12 transactions
-MEAN_QUIET_SIZE = 3.5  # quiet fraud: 2..5 transactions
-MEAN_CARD_TEST_SIZE = 20.0  # card-testing bursts have 10..30
-MEAN_RING_SIZE = 4.5  # fraud-ring cards: 3..6 transactions
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def _default_label_delay_days() -> int:
-    return load_settings().label_delay_days
-
-
-def _online_shift() -> tuple[tuple[str, float], ...]:
-    return tuple((category, 3.0) for category in ONLINE_CATEGORIES)
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """What to simulate. Drift days are a date or an offset in days from ``start``; None: never."""
-
-    seed: int = 42
-    start: date = date(2026, 1, 1)
-    n_customers: int = 10_000
-    transactions_per_day: int = 20_000
-    label_delay_days: int = field(default_factory=_default_label_delay_days)
-    merchants_per_category: int = 50
-    fraud_share: float = 0.006  # expected share of fraud transactions (sprees and quiet fraud), before seasonality
-    quiet_fraud_share: float = 0.2  # of those, the share in quiet fraud that imitates the card holder
-    night_shift_share: float = 0.08  # customers whose spending is shifted to the evening and night
-    trip_rate: float = 0.12  # chance that a customer makes a trip in a block of TRIP_BLOCK_DAYS days
-    big_ticket_share: float = 0.01  # legitimate purchases at several times the usual amount
-    session_share: float = 0.15  # legitimate purchases that follow another of the same card within an hour
-    seasonality: float = 1.0  # scales every yearly cycle (volume, category mix, fraud rate); 0 = none
-    amount_inflation_day: DayRef | None = None
-    amount_inflation_factor: float = 1.3
-    category_shift_day: DayRef | None = None
-    category_shift_factors: tuple[tuple[str, float], ...] = field(default_factory=_online_shift)
-    new_fraud_pattern_day: DayRef | None = None
-    new_fraud_pattern_share: float = 0.003  # card-testing transactions, on top of the daily volume
-    fraud_shift_day: DayRef | None = None
-    fraud_shift_share: float = 0.004  # fraud-ring transactions in everyday categories, on top of the volume
-    quality_incident_day: DayRef | None = None
-    quality_incident_share: float = 0.02
-
-    def __post_init__(self) -> None:
-        if self.n_customers < 1 or self.transactions_per_day < 0 or self.merchants_per_category < 1:
-            raise ValueError("n_customers and merchants_per_category must be >= 1, transactions_per_day >= 0")
-        if self.label_delay_days < 0:
-            raise ValueError(f"label_delay_days must be >= 0, got {self.label_delay_days}")
-        shares = ("fraud_share", "quiet_fraud_share", "night_shift_share", "trip_rate", "big_ticket_share")
-        shares += ("session_share", "new_fraud_pattern_share", "fraud_shift_share", "quality_incident_share")
-        if self.seasonality < 0:
-            raise ValueError(f"seasonality must be >= 0, got {self.seasonality}")
-        for name in shares:
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
-        if self.amount_inflation_factor <= 0:
-            raise ValueError(f"amount_inflation_factor must be > 0, got {self.amount_inflation_factor}")
-        unknown = [c for c, _ in self.category_shift_factors if c not in CATEGORIES]
-        if unknown or any(factor <= 0 for _, factor in self.category_shift_factors):
-            raise ValueError(f"category_shift_factors need known categories and factors > 0: {unknown}")
-
-    def resolve(self, ref: DayRef | None) -> date | None:
-        """The calendar day of a drift setting (None when the setting is off)."""
-        if ref is None or isinstance(ref, date):
-            return ref
-        return self.start + timedelta(days=int(ref))
-
-    def active_from(self, ref: DayRef | None, day: date) -> bool:
-        resolved = self.resolve(ref)
-        return resolved is not None and day >= resolved
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def luhn_check_digits(body: np.ndarray) -> np.ndarray:
-    """Luhn check digit of every row of ``body`` (an integer matrix of digits, most significant first)."""
-    digits = body[:, ::-1].astype(np.int64)
-    doubled = digits[:, 0::2] * 2
-    digits[:, 0::2] = np.where(doubled > 9, doubled - 9, doubled)
-    return (10 - digits.sum(axis=1) % 10) % 10
-
-
-def is_luhn_valid(number: str) -> bool:
-    """True when ``number`` is all digits and passes the Luhn check."""
-    if not number.isdigit():
-        return False
-    body = np.array([[int(c) for c in number[:-1]]], dtype=np.int64)
-    return int(luhn_check_digits(body)[0]) == int(number[-1])
-
-
-def _card_numbers(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` distinct Luhn-valid card numbers with Sparkov's mix of lengths and issuer prefixes."""
-    shares = np.array([share for _, _, share in CARD_FORMATS])
-    out = np.empty(n, dtype=object)
-    todo = np.arange(n)
-    while len(todo):
-        formats = rng.choice(len(CARD_FORMATS), size=len(todo), p=shares / shares.sum())
-        for f, (length, prefixes, _) in enumerate(CARD_FORMATS):
-            rows = todo[formats == f]
-            if not len(rows):
-                continue
-            body = rng.integers(0, 10, size=(len(rows), length - 1), dtype=np.int64)
-            chosen = rng.integers(0, len(prefixes), size=len(rows))
-            for p, prefix in enumerate(prefixes):
-                body[chosen == p, : len(prefix)] = [int(c) for c in prefix]
-            digits = np.concatenate([body, luhn_check_digits(body)[:, None]], axis=1)
-            text = (digits + ord("0")).astype(np.uint8).view(f"S{length}").ravel()
-            out[rows] = text.astype(str)
-        todo = np.flatnonzero(pd.Series(out).duplicated().to_numpy())
-    return out
-
-
-def _cumulative(weights: np.ndarray) -> np.ndarray:
-    """Row-wise cumulative distribution of non-negative weights, the last column exactly 1."""
-    cumulative = np.cumsum(weights / weights.sum(axis=-1, keepdims=True), axis=-1)
-    cumulative[..., -1] = 1.0
-    return cumulative
-
-
-def _sample_rows(cumulative: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """For each i, the column drawn from the distribution ``cumulative[rows[i]]`` with uniform ``u[i]``."""
-    width = cumulative.shape[1]
-    shifted = (cumulative + np.arange(len(cumulative))[:, None]).ravel()
-    return np.searchsorted(shifted, rows + u, side="right") - rows * width
 
 
 def _fixed_width_strings(data: bytes, width: int, n: int) -> pa.Array:
@@ -347,41 +130,10 @@ def csv_bytes(table: pa.Table, header: Sequence[str] | None = None) -> bytes:
     return head + bytes(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
 
 
-def _epoch(day: date) -> int:
-    return (day.toordinal() - UNIX_EPOCH_ORDINAL) * SECONDS_PER_DAY
-
-
 def _pandas_strings(values: pa.Array | np.ndarray) -> pd.arrays.StringArray:
     if isinstance(values, pa.Array):
         values = values.to_numpy(zero_copy_only=False)
     return pd.array(values.astype(object), dtype="string")
-
-
-@dataclass(frozen=True)
-class ReferenceData:
-    """Static lists the customers and merchants are drawn from (``include/simulator``)."""
-
-    first_male: np.ndarray
-    first_female: np.ndarray
-    last: np.ndarray
-    street_names: np.ndarray
-    street_suffixes: np.ndarray
-    jobs: np.ndarray
-    merchant_forms: tuple[str, ...]
-    cities: pd.DataFrame  # city, state, zip, lat, long, city_pop
-
-    @classmethod
-    def load(cls, folder: Path) -> ReferenceData:
-        names = json.loads((folder / "names.json").read_text())
-        cities = pd.read_csv(folder / "cities.csv", dtype={"zip": str})
-        lists = {k: np.array(names[k], dtype=object) for k in ("first_male", "first_female", "last", "jobs")}
-        return cls(
-            street_names=np.array(names["street_names"], dtype=object),
-            street_suffixes=np.array(names["street_suffixes"], dtype=object),
-            merchant_forms=tuple(names["merchant_forms"]),
-            cities=cities,
-            **lists,
-        )
 
 
 @dataclass
@@ -417,21 +169,8 @@ class Simulator:
 
     def __init__(self, config: SimulationConfig | None = None, settings: Settings | None = None) -> None:
         self.config = config or SimulationConfig()
-        settings = settings or load_settings()
-        self.reference = ReferenceData.load(settings.include_folder / "simulator")
-        self._profiles = [CATEGORY_PROFILES[c] for c in CATEGORIES]
-        self._log_median = np.log([p.median_amount for p in self._profiles])
-        self._sigma = np.array([p.sigma for p in self._profiles])
-        self._hours_cdf = _cumulative(np.array([HOUR_SHAPES[p.hours] for p in self._profiles]))
-        self._fraud_category_p = np.array([p.fraud_weight for p in self._profiles])
-        self._fraud_category_p /= self._fraud_category_p.sum()
-        self._fraud_log_median = np.log([p.fraud_median_amount for p in self._profiles])
-        self._fraud_start_cdf = _cumulative(np.array(FRAUD_START_HOURS, dtype=float))
-        self._preference_cache: dict[date, np.ndarray] = {}
-        self._trip_cache: dict[int, tuple[np.ndarray, ...]] = {}
-        static = np.random.SeedSequence([self.config.seed, 0]).spawn(2)
-        self.customers, self.category_preferences = self._make_customers(np.random.default_rng(static[0]))
-        self.merchants = self._make_merchants(np.random.default_rng(static[1]))
+        self.population = Population(self.config, settings)
+        self.customers, self.merchants = self.population.customers, self.population.merchants
         self._customer_text = {
             column: pa.array(self.customers[column].astype(str).to_numpy(dtype=object), type=pa.string())
             for column in CUSTOMER_STRING_COLUMNS
@@ -446,323 +185,9 @@ class Simulator:
         self._category_text = pa.array(list(CATEGORIES), type=pa.string())
         self._category_strings = _pandas_strings(np.array(CATEGORIES, dtype=object))
 
-    # ----------------------------------------------------------------- customers and merchants
-
-    def _make_customers(self, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
-        ref, n = self.reference, self.config.n_customers
-        female = rng.random(n) < 0.5
-        first = np.where(
-            female,
-            ref.first_female[rng.integers(0, len(ref.first_female), n)],
-            ref.first_male[rng.integers(0, len(ref.first_male), n)],
-        )
-        house = rng.integers(1, 99_999, n).astype(str).astype(object)
-        unit_kind = rng.choice(np.array(["", " Apt. ", " Suite "], dtype=object), size=n, p=[0.7, 0.15, 0.15])
-        unit = np.where(unit_kind == "", "", unit_kind + rng.integers(100, 999, n).astype(str).astype(object))
-        street = (
-            house
-            + " "
-            + ref.street_names[rng.integers(0, len(ref.street_names), n)]
-            + " "
-            + ref.street_suffixes[rng.integers(0, len(ref.street_suffixes), n)]
-            + unit
-        )
-        cities = ref.cities
-        city_weight = cities["city_pop"].to_numpy(dtype=float) ** 0.35
-        city = rng.choice(len(cities), size=n, p=city_weight / city_weight.sum())
-        age_days = np.round((18 + 72 * rng.beta(2.2, 3.0, n)) * 365.25).astype("timedelta64[D]")
-        dob = np.datetime64(self.config.start, "D") - age_days
-        base_share = np.array([p.share for p in self._profiles])
-        customers = pd.DataFrame(
-            {
-                "cc_num": _card_numbers(rng, n),
-                "first": first,
-                "last": ref.last[rng.integers(0, len(ref.last), n)],
-                "gender": np.where(female, "F", "M").astype(object),
-                "street": street,
-                "city": cities["city"].to_numpy(dtype=object)[city],
-                "state": cities["state"].to_numpy(dtype=object)[city],
-                "zip": cities["zip"].to_numpy(dtype=object)[city],
-                "lat": np.round(cities["lat"].to_numpy()[city] + rng.normal(0, 0.03, n), 4),
-                "long": np.round(cities["long"].to_numpy()[city] + rng.normal(0, 0.03, n), 4),
-                "city_pop": cities["city_pop"].to_numpy(dtype=np.int64)[city],
-                "job": ref.jobs[rng.integers(0, len(ref.jobs), n)],
-                "dob": dob.astype("datetime64[ns]"),
-                "activity": rng.lognormal(0.0, 0.7, n),
-                "amount_scale": rng.lognormal(0.0, 0.35, n),
-            }
-        )
-        customers["activity"] /= customers["activity"].sum()
-        preferences = rng.dirichlet(base_share * 25, size=n)
-        customers["night_shift"] = rng.random(n) < self.config.night_shift_share
-        customers["trip_chance"] = np.minimum(self.config.trip_rate * rng.lognormal(-0.3, 0.8, n), 1.0)
-        return customers, preferences
-
-    def _make_merchants(self, rng: np.random.Generator) -> pd.DataFrame:
-        ref, per_category = self.reference, self.config.merchants_per_category
-        names: list[str] = []
-        seen: set[str] = set()
-        while len(names) < per_category * len(CATEGORIES):
-            form = ref.merchant_forms[rng.integers(0, len(ref.merchant_forms))]
-            a, b, c = ref.last[rng.choice(len(ref.last), size=3, replace=False)]
-            name = "fraud_" + form.format(a=a, b=b, c=c)
-            if name not in seen:
-                seen.add(name)
-                names.append(name)
-        popularity = rng.lognormal(0.0, 0.8, size=(len(CATEGORIES), per_category))
-        popularity /= popularity.sum(axis=1, keepdims=True)
-        return pd.DataFrame(
-            {
-                "merchant": names,
-                "category": np.repeat(np.array(CATEGORIES, dtype=object), per_category),
-                "popularity": popularity.ravel(),
-            }
-        )
-
-    # ----------------------------------------------------------------- one day
-
-    def _season(self, cycle: tuple[float, int], day: date) -> float:
-        """Log-factor of a yearly cycle (amplitude, peak day of the year) on ``day``."""
-        amplitude, peak = cycle
-        phase = 2 * math.pi * (day.timetuple().tm_yday - peak) / 365.25
-        return self.config.seasonality * amplitude * math.cos(phase)
-
-    def _preferences_cdf(self, day: date) -> np.ndarray:
-        """Each customer's category distribution on ``day``: preferences, weekend, season and shift factors."""
-        if day not in self._preference_cache:
-            if len(self._preference_cache) > 8:
-                self._preference_cache.clear()
-            factors = np.exp([self._season(CATEGORY_SEASONS[c], day) for c in CATEGORIES])
-            if day.weekday() >= 5:
-                factors *= np.array([p.weekend for p in self._profiles])
-            if self.config.active_from(self.config.category_shift_day, day):
-                shift = dict(self.config.category_shift_factors)
-                factors *= np.array([shift.get(c, 1.0) for c in CATEGORIES])
-            self._preference_cache[day] = _cumulative(self.category_preferences * factors)
-        return self._preference_cache[day]
-
-    def _trips(self, day: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(on a trip, destination lat, destination long) per customer on ``day``.
-
-        Trips are drawn per block of TRIP_BLOCK_DAYS days from (seed, block) alone: at most one starts per
-        customer and block, 2-7 days long, 3-15 degrees from home; a trip that starts late in a block goes on
-        into the next one, so the share of customers away does not depend on the day of the block."""
-        block, offset = divmod(day.toordinal(), TRIP_BLOCK_DAYS)
-        away = np.zeros(self.config.n_customers, dtype=bool)
-        lat = np.zeros(self.config.n_customers)
-        long = np.zeros(self.config.n_customers)
-        for start_block, day_in_block in ((block - 1, offset + TRIP_BLOCK_DAYS), (block, offset)):
-            travels, first, length, trip_lat, trip_long = self._block_trips(start_block)
-            on = travels & (first <= day_in_block) & (day_in_block < first + length)
-            away |= on
-            lat, long = np.where(on, trip_lat, lat), np.where(on, trip_long, long)
-        return away, lat, long
-
-    def _block_trips(self, block: int) -> tuple[np.ndarray, ...]:
-        """(travels, first day, length, destination lat, long) of the trips that start in ``block``."""
-        if block not in self._trip_cache:
-            if len(self._trip_cache) > 4:
-                self._trip_cache.clear()
-            n = self.config.n_customers
-            rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, 4, block]))
-            travels = rng.random(n) < self.customers["trip_chance"].to_numpy()
-            first = rng.integers(0, TRIP_BLOCK_DAYS, n)
-            length = rng.integers(2, 8, n)
-            distance, angle = rng.uniform(3.0, 15.0, n), rng.uniform(0, 2 * np.pi, n)
-            lat = np.clip(self.customers["lat"].to_numpy() + distance * np.sin(angle), -89.0, 89.0)
-            long = (self.customers["long"].to_numpy() + distance * np.cos(angle) + 180.0) % 360.0 - 180.0
-            self._trip_cache[block] = (travels, first, length, lat, long)
-        return self._trip_cache[block]
-
     def on_trip(self, day: date) -> np.ndarray:
         """Per customer (rows of :attr:`customers`): whether they are away on a trip on ``day``."""
-        return self._trips(day)[0].copy()
-
-    def _pick_merchants(self, rng: np.random.Generator, category: np.ndarray) -> np.ndarray:
-        per_category = self.config.merchants_per_category
-        popularity_cdf = _cumulative(self.merchants["popularity"].to_numpy().reshape(len(CATEGORIES), per_category))
-        local = _sample_rows(popularity_cdf, category, rng.random(len(category)))
-        return category * per_category + np.minimum(local, per_category - 1)
-
-    def _near(
-        self, rng: np.random.Generator, lat: np.ndarray, long: np.ndarray, spread: float = 1.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Merchant coordinates within ±``spread`` degrees of (lat, long)."""
-        n = len(lat)
-        return lat + rng.uniform(-spread, spread, n), long + rng.uniform(-spread, spread, n)
-
-    def _near_home(self, rng: np.random.Generator, customer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Merchant coordinates within ±1 degree of the customer's home, as Sparkov does."""
-        return self._near(rng, self.customers["lat"].to_numpy()[customer], self.customers["long"].to_numpy()[customer])
-
-    def _usual_amounts(self, rng: np.random.Generator, customer: np.ndarray, category: np.ndarray) -> np.ndarray:
-        """Amounts a customer usually spends in a category (lognormal around the category's median)."""
-        scale = self.customers["amount_scale"].to_numpy()[customer]
-        return np.exp(self._log_median[category] + self._sigma[category] * rng.standard_normal(len(customer))) * scale
-
-    def _seconds(self, rng: np.random.Generator, day: date, category: np.ndarray, customer: np.ndarray) -> np.ndarray:
-        """Times on ``day`` following each category's hours; shift workers' hours move to the evening and night."""
-        hour = np.minimum(_sample_rows(self._hours_cdf, category, rng.random(len(category))), 23)
-        hour = np.where(self.customers["night_shift"].to_numpy()[customer], (hour + 8) % 24, hour)
-        return _epoch(day) + hour * 3600 + rng.integers(0, 3600, len(category))
-
-    def _legitimate(self, rng: np.random.Generator, day: date, n: int) -> dict[str, np.ndarray]:
-        customer = rng.choice(self.config.n_customers, size=n, p=self.customers["activity"].to_numpy())
-        # shopping sessions: a share of purchases follow an earlier purchase of the same card within the hour
-        follows = rng.random(n) < self.config.session_share
-        leader = rng.integers(0, max(n, 1), n)
-        follows &= ~follows[leader]
-        customer = np.where(follows, customer[leader], customer)
-        category = _sample_rows(self._preferences_cdf(day), customer, rng.random(n))
-        on_trip, trip_lat, trip_long = self._trips(day)
-        traveling = on_trip[customer] & (rng.random(n) < 0.85)
-        trip_categories = np.array([CATEGORIES.index(c) for c in TRIP_CATEGORIES])
-        trip_p = np.array(list(TRIP_CATEGORIES.values()))
-        category = np.where(traveling, trip_categories[rng.choice(len(trip_p), n, p=trip_p / trip_p.sum())], category)
-        seconds = self._seconds(rng, day, category, customer)
-        later = np.minimum(seconds[leader] + rng.integers(60, 3600, n), _epoch(day) + SECONDS_PER_DAY - 1)
-        seconds = np.where(follows, later, seconds)
-        amt = self._usual_amounts(rng, customer, category)
-        big = rng.random(n) < self.config.big_ticket_share
-        amt = np.where(big, amt * rng.lognormal(math.log(8.0), 0.5, n), amt)
-        home_lat, home_long = self._near_home(rng, customer)
-        away_lat, away_long = self._near(rng, trip_lat[customer], trip_long[customer])
-        return {
-            "seconds": seconds,
-            "customer": customer,
-            "category": category,
-            "merchant": self._pick_merchants(rng, category),
-            "amt": np.maximum(amt, 1.0),
-            "merch_lat": np.where(traveling, away_lat, home_lat),
-            "merch_long": np.where(traveling, away_long, home_long),
-            "is_fraud": np.zeros(n, dtype=np.int8),
-            "pattern": np.zeros(n, dtype=np.int8),
-        }
-
-    def _bursts(
-        self,
-        rng: np.random.Generator,
-        day: date,
-        sizes: np.ndarray,
-        start_hour: np.ndarray,
-        duration: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(customer, seconds, burst) of transactions in bursts on distinct cards within the day."""
-        k = len(sizes)
-        cards = rng.choice(self.config.n_customers, size=min(k, self.config.n_customers), replace=False)
-        cards = np.resize(cards, k)
-        start = start_hour * 3600 + rng.integers(0, 3600, k)
-        duration = np.minimum(duration, SECONDS_PER_DAY - 1 - start)  # a late burst ends by midnight
-        burst = np.repeat(np.arange(k), sizes)
-        offsets = rng.random(len(burst)) * duration[burst]
-        seconds = _epoch(day) + (start[burst] + offsets).astype(np.int64)
-        return cards[burst], seconds, burst
-
-    @staticmethod
-    def _count(rng: np.random.Generator, expected: float) -> int:
-        """A whole number with the given expectation (stochastic rounding)."""
-        return int(expected + rng.random())
-
-    def _fraud_volume(self, day: date, n_total: int) -> float:
-        """Expected fraud transactions (sprees and quiet fraud) on ``day``."""
-        return self.config.fraud_share * n_total * math.exp(self._season(FRAUD_SEASON, day))
-
-    @staticmethod
-    def _fraud(part: dict[str, np.ndarray], pattern: int) -> dict[str, np.ndarray]:
-        n = len(part["seconds"])
-        return {**part, "is_fraud": np.ones(n, dtype=np.int8), "pattern": np.full(n, pattern, dtype=np.int8)}
-
-    def _stolen_card_sprees(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
-        expected = (1 - self.config.quiet_fraud_share) * self._fraud_volume(day, n_total) / MEAN_SPREE_SIZE
-        k = self._count(rng, expected)
-        sizes = rng.integers(3, 13, k)
-        start_hour = _sample_rows(self._fraud_start_cdf[None, :], np.zeros(k, dtype=np.int64), rng.random(k))
-        duration = rng.uniform(0.25, 4.0, k) * 3600
-        customer, seconds, spree = self._bursts(rng, day, sizes, np.minimum(start_hour, 23), duration)
-        n = len(customer)
-        category = rng.choice(len(CATEGORIES), size=n, p=self._fraud_category_p)
-        amt = np.exp(self._fraud_log_median[category] + 0.6 * rng.standard_normal(n))
-        far = (rng.random(k) < 0.7)[spree]
-        distance = rng.uniform(2.5, 12.0, n)
-        angle = rng.uniform(0, 2 * np.pi, n)
-        near_lat, near_long = self._near_home(rng, customer)
-        home_lat = self.customers["lat"].to_numpy()[customer]
-        home_long = self.customers["long"].to_numpy()[customer]
-        lat = np.clip(np.where(far, home_lat + distance * np.sin(angle), near_lat), -89.9, 89.9)
-        long = np.where(far, home_long + distance * np.cos(angle), near_long)
-        long = (long + 180.0) % 360.0 - 180.0
-        part = {
-            "seconds": seconds,
-            "customer": customer,
-            "category": category,
-            "merchant": self._pick_merchants(rng, category),
-            "amt": np.maximum(amt, 1.0),
-            "merch_lat": lat,
-            "merch_long": long,
-        }
-        return self._fraud(part, 1)
-
-    def _quiet_fraud(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
-        """Fraud that imitates the card holder: 2-5 purchases spread over the day, in the holder's own
-        categories and hours, near home, at amounts somewhat above the holder's usual."""
-        k = self._count(rng, self.config.quiet_fraud_share * self._fraud_volume(day, n_total) / MEAN_QUIET_SIZE)
-        sizes = rng.integers(2, 6, k)
-        customer, _, _ = self._bursts(rng, day, sizes, np.zeros(k, dtype=np.int64), np.zeros(k))
-        n = len(customer)
-        category = _sample_rows(self._preferences_cdf(day), customer, rng.random(n))
-        lat, long = self._near_home(rng, customer)
-        part = {
-            "seconds": self._seconds(rng, day, category, customer),
-            "customer": customer,
-            "category": category,
-            "merchant": self._pick_merchants(rng, category),
-            "amt": np.maximum(self._usual_amounts(rng, customer, category) * rng.lognormal(math.log(2.0), 0.4, n), 1.0),
-            "merch_lat": lat,
-            "merch_long": long,
-        }
-        return self._fraud(part, 3)
-
-    def _daytime_bursts(
-        self,
-        rng: np.random.Generator,
-        day: date,
-        expected_bursts: float,
-        sizes: tuple[int, int],
-        duration: tuple[float, float, int],
-        categories: dict[str, float],
-    ) -> tuple[dict[str, np.ndarray], int]:
-        """Bursts of ``sizes`` purchases (inclusive bounds) that start between 09:00 and 17:00, last
-        ``duration`` (low, high, seconds per unit), near home in ``categories`` (name -> weight).
-
-        Returns the part without amounts and its row count."""
-        k = self._count(rng, expected_bursts)
-        burst_sizes = rng.integers(sizes[0], sizes[1] + 1, k)
-        start_hour = rng.integers(9, 17, k)
-        lasting = rng.uniform(duration[0], duration[1], k) * duration[2]
-        customer, seconds, _ = self._bursts(rng, day, burst_sizes, start_hour, lasting)
-        n = len(customer)
-        codes = np.array([CATEGORIES.index(c) for c in categories])
-        weights = np.array(list(categories.values()), dtype=float)
-        category = codes[rng.choice(len(codes), size=n, p=weights / weights.sum())]
-        lat, long = self._near_home(rng, customer)
-        part = {"seconds": seconds, "customer": customer, "category": category, "merch_lat": lat, "merch_long": long}
-        part["merchant"] = self._pick_merchants(rng, category)
-        return part, n
-
-    def _card_testing(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
-        """The new fraud pattern: bursts of 10-30 tiny online amounts within an hour, daytime, close to home."""
-        expected = self.config.new_fraud_pattern_share * n_total / MEAN_CARD_TEST_SIZE
-        part, n = self._daytime_bursts(rng, day, expected, (10, 30), (10, 60, 60), CARD_TESTING_CATEGORIES)
-        part["amt"] = rng.uniform(0.5, 5.0, n)
-        return self._fraud(part, 2)
-
-    def _fraud_ring(self, rng: np.random.Generator, day: date, n_total: int) -> dict[str, np.ndarray]:
-        """The fraud shift: a ring using cards in everyday categories (fuel, grocery, health, kids), 3-6
-        purchases over a few daytime hours, near home, at moderate amounts."""
-        expected = self.config.fraud_shift_share * n_total / MEAN_RING_SIZE
-        part, n = self._daytime_bursts(rng, day, expected, (3, 6), (1.0, 5.0, 3600), RING_CATEGORIES)
-        part["amt"] = rng.lognormal(math.log(110.0), 0.45, n)
-        return self._fraud(part, 4)
+        return self.population.on_trip(day)
 
     def day_arrays(self, day: date) -> DayArrays:
         """The day's transactions as arrays, from (seed, day) alone."""
@@ -774,15 +199,18 @@ class Simulator:
         n_total = round(
             config.transactions_per_day
             * DAY_OF_WEEK_VOLUME[day.weekday()]
-            * math.exp(self._season(VOLUME_SEASON, day) + volume_rng.normal(0, 0.02))
+            * math.exp(self.population.season(VOLUME_SEASON, day) + volume_rng.normal(0, 0.02))
         )
-        frauds = [self._stolen_card_sprees(fraud_rng, day, n_total), self._quiet_fraud(quiet_rng, day, n_total)]
+        frauds = [
+            spending.stolen_card_sprees(self.population, fraud_rng, day, n_total),
+            spending.quiet_fraud(self.population, quiet_rng, day, n_total),
+        ]
         n_fraud = sum(len(part["seconds"]) for part in frauds)
-        parts = [self._legitimate(legit_rng, day, max(n_total - n_fraud, 0)), *frauds]
+        parts = [spending.legitimate(self.population, legit_rng, day, max(n_total - n_fraud, 0)), *frauds]
         if config.active_from(config.new_fraud_pattern_day, day):
-            parts.append(self._card_testing(testing_rng, day, n_total))
+            parts.append(spending.card_testing(self.population, testing_rng, day, n_total))
         if config.active_from(config.fraud_shift_day, day):
-            parts.append(self._fraud_ring(ring_rng, day, n_total))
+            parts.append(spending.fraud_ring(self.population, ring_rng, day, n_total))
         n = sum(len(part["seconds"]) for part in parts)
         arrays = DayArrays.concat(parts, id_rng.bytes(16 * n).hex().encode())
         if config.active_from(config.amount_inflation_day, day):
@@ -928,7 +356,7 @@ class Simulator:
             arrays = self.day_arrays(source)
             n = len(arrays)
         rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, 3, day.toordinal()]))
-        confirmed = _epoch(day) + rng.integers(0, SECONDS_PER_DAY, n)
+        confirmed = day_epoch(day) + rng.integers(0, SECONDS_PER_DAY, n)
         order = np.argsort(confirmed, kind="stable")
         if arrays is None:
             trans_num, is_fraud = pa.array([], type=pa.string()), np.zeros(0, dtype=np.int8)
