@@ -81,14 +81,14 @@ ALLOWED: dict[str, dict[str, str]] = {
     "benchmarks/bench_distributed.py": {
         "benchmark-only-key": "card-token key of the benchmark's throw-away stack on synthetic data",
     },
-    "tests/test_scoring.py": {
+    "tests/scoring/test_batch.py": {
         "scoring-unit-test-key": "the HMAC key of a unit test on synthetic cards, never used outside the test",
     },
-    "tests/test_distributed.py": {
+    "tests/end_to_end/test_distributed.py": {
         # both stacks of the test must tokenize alike, so the key is fixed
         "distributed-test-token-key-0123456789": "the HMAC key of two throw-away test stacks on synthetic data",
     },
-    "tests/test_batch_score.py": {
+    "tests/end_to_end/test_batch_score.py": {
         # a fixed card-token key of that module's private test stack, so the test can recompute the tokens
         "test-token-key-0123456789": "the HMAC key of a throw-away test stack, never used outside the test",
     },

@@ -312,7 +312,7 @@ def test_the_summary_is_the_same_in_every_process() -> None:
     from pathlib import Path
 
     script = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]);"
+        "import json, sys; sys.path[:0] = sys.argv[1:3];"
         "from test_drift import synthetic_transactions;"
         "from training_lib.modeling.reference import build_reference;"
         "from training_lib.monitoring.drift import run_drift_report;"
@@ -322,7 +322,7 @@ def test_the_summary_is_the_same_in_every_process() -> None:
     )
     outputs = {
         subprocess.run(
-            [sys.executable, "-c", script, str(Path(__file__).parent)],
+            [sys.executable, "-c", script, str(Path(__file__).parent), str(Path(__file__).parents[1])],
             env={**os.environ, "PYTHONHASHSEED": str(seed)},
             capture_output=True,
             text=True,

@@ -25,7 +25,7 @@ from training_lib.simulation.population import is_luhn_valid
 from training_lib.simulation.scenario import MALFORMED_KINDS, SimulationConfig
 from training_lib.simulation.simulate import Simulator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START = date(2026, 1, 1)
 SMALL = SimulationConfig(seed=11, start=START, n_customers=1_500, transactions_per_day=3_000, label_delay_days=3)
 NIGHT_HOURS = (22, 23, 0, 1, 2, 3)

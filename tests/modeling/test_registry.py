@@ -36,7 +36,7 @@ from training_lib.modeling.registry import (
 pytestmark = pytest.mark.integration
 
 BUCKET = "registry-test"
-MLFLOW = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "mlflow"
+MLFLOW = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "mlflow"
 FLOOR, MARGIN = 0.5, 0.01
 EVALUATION = {"window": {"start": "2024-03-01", "end": "2024-03-07"}, "rows": 1234, "run_id": "abc"}
 ACTOR = "airflow:retrain/manual__2024-03-08"

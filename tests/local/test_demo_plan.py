@@ -1,4 +1,4 @@
-"""The demo's scenarios and summary text, without services (tests/test_demo.py runs the short demo)."""
+"""The demo's scenarios and summary text, without services (tests/end_to_end/test_demo.py runs the short demo)."""
 
 from __future__ import annotations
 

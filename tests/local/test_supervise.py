@@ -10,7 +10,7 @@ from pathlib import Path
 
 from training_lib.local.processes import process_alive, session_members
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _supervise(tmp_path: Path, script: str) -> subprocess.Popen:

@@ -30,7 +30,7 @@ from training_lib.simulation.simulate import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 START = date(2026, 3, 1)
 DAYS = [START + timedelta(days=i) for i in range(12)]
