@@ -20,17 +20,15 @@ from training_lib.config import Settings, load_settings
 from training_lib.lake.layout import AUDIT_REGISTRY
 from training_lib.lake.objects import LakeError, ensure_bucket
 from training_lib.lake.storage import Lake
+from training_lib.modeling.audit import AuditLog
+from training_lib.modeling.gate import GateDecision, decide, gate_decision
 from training_lib.modeling.registry import (
     CHALLENGER,
     CHAMPION,
     THRESHOLD_TAG,
-    AuditLog,
-    GateDecision,
     Registry,
     RegistryError,
     VersionNotFound,
-    decide,
-    gate_decision,
 )
 
 pytestmark = pytest.mark.integration
@@ -430,7 +428,7 @@ def test_rollback_onto_the_challenger_removes_that_alias(registry: Registry) -> 
 
 
 def test_audit_log_is_append_only_and_chronological(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    import training_lib.modeling.registry as registry_module
+    import training_lib.modeling.audit as audit_module
 
     lake = Lake(settings)
     audit = AuditLog(lake, settings.model_name)
@@ -450,8 +448,8 @@ def test_audit_log_is_append_only_and_chronological(settings: Settings, monkeypa
 
     # A key that exists is never overwritten (forced collision: same clock, same uuid).
     fixed = datetime(2030, 1, 1, tzinfo=UTC)
-    monkeypatch.setattr(registry_module, "_utc_now", lambda: fixed)
-    monkeypatch.setattr(registry_module.uuid, "uuid4", lambda: uuid.UUID(int=7))
+    monkeypatch.setattr(audit_module, "utc_now", lambda: fixed)
+    monkeypatch.setattr(audit_module.uuid, "uuid4", lambda: uuid.UUID(int=7))
     first = AuditLog(lake, settings.model_name).append({"kind": "note", "n": 100})
     with pytest.raises(LakeError, match="refusing to overwrite"):
         AuditLog(lake, settings.model_name).append({"kind": "note", "n": 200})

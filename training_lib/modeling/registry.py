@@ -1,14 +1,14 @@
-"""Champion/challenger in the MLflow model registry: the promotion gate, an append-only audit log, rollback.
+"""Champion/challenger in the MLflow model registry: decisions applied, aliases moved and audited, rollback.
 
 The registry state is two **aliases** on the registered model (stages are deprecated and never used):
 
 * ``champion``: the version batch scoring loads (``models:/<name>@champion``);
 * ``challenger``: the latest candidate that did not beat the champion (removed when a candidate is promoted).
 
-:func:`decide` is the pure gate. :meth:`Registry.record_decision` applies a decision to the registry and
-:class:`AuditLog` keeps one JSON object per event under ``audit/registry/<model>/`` in the lake, never
-overwritten. :meth:`Registry.rollback` moves the champion back (by default to the champion before the
-current one, according to the audit log).
+The gate is pure (``modeling.gate``: :func:`decide`, :func:`gate_decision`). :meth:`Registry.record_decision`
+applies a decision to the registry and ``modeling.audit.AuditLog`` keeps one JSON object per event under
+``audit/registry/<model>/`` in the lake, never overwritten. :meth:`Registry.rollback` moves the champion
+back (by default to the champion before the current one, according to the audit log).
 
 Write order of every registry change: **alias moves first** (one MLflow call each), **then tags, then the
 audit entry**. The aliases are what serving reads, the audit entry is the record of what happened:
@@ -31,19 +31,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import re
-import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from training_lib.config import Settings
-from training_lib.lake.layout import AUDIT_REGISTRY
-from training_lib.lake.objects import LakeError
 from training_lib.lake.storage import Lake
+from training_lib.modeling.audit import DECISION_KINDS, PROMOTION, REJECTION, ROLLBACK, AuditLog, utc_now
+from training_lib.modeling.gate import GateDecision, decide, gate_decision, json_number
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,15 +54,8 @@ EVALUATION_RUN_TAG = "evaluation_run_id"  # the run of the version's evaluation 
 LABELS_THROUGH_TAG = "labels_through"  # set by training on the model version: last label day it used
 TRAINING_WINDOW_TAG = "training_window"  # "first..last" day the registered version was fitted on
 
-PROMOTION = "promotion"
-REJECTION = "rejection"
-ROLLBACK = "rollback"
-DECISION_KINDS = (PROMOTION, REJECTION)
-
-_EPSILON = 1e-12  # float noise: 0.80 + 0.01 is 0.8100000000000001, yet 0.81 meets a margin of 0.01
 _TAG_VALUE_LIMIT = 5000  # MLflow's model-version tag column
 _ACTOR_RE = re.compile(r"^[A-Za-z][\w.-]*:\S.*$")
-_RESERVED_KEYS = ("at", "id", "model")
 
 
 class RegistryError(RuntimeError):
@@ -77,93 +66,10 @@ class VersionNotFound(ValueError, LookupError):
     """The registered model has no such version (or does not exist)."""
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The gate
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """The outcome of the promotion gate, with the numbers it was taken on."""
-
-    promote: bool
-    reason: str
-    challenger_pr_auc: float
-    champion_pr_auc: float | None
-    floor: float
-    margin: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "promote": self.promote,
-            "reason": self.reason,
-            "challenger_pr_auc": _json_number(self.challenger_pr_auc),
-            "champion_pr_auc": _json_number(self.champion_pr_auc),
-            "floor": self.floor,
-            "margin": self.margin,
-        }
-
-
-def decide(challenger_pr_auc: float, champion_pr_auc: float | None, *, floor: float, margin: float) -> GateDecision:
-    """Promote only if the challenger reaches ``floor`` and (there is no champion or it beats it by ``margin``).
-
-    Pure. A NaN or infinite PR-AUC (challenger or champion) never promotes; "beats by the margin" tolerates
-    float noise (1e-12), so 0.81 against 0.80 meets a margin of 0.01.
-    """
-    challenger_pr_auc = _as_float(challenger_pr_auc)
-    champion_pr_auc = None if champion_pr_auc is None else _as_float(champion_pr_auc)
-
-    def verdict(promote: bool, reason: str) -> GateDecision:
-        return GateDecision(promote, reason, challenger_pr_auc, champion_pr_auc, floor, margin)
-
-    if not _finite(challenger_pr_auc):
-        return verdict(False, f"challenger PR-AUC is {challenger_pr_auc}: not a usable metric")
-    if challenger_pr_auc < floor - _EPSILON:
-        return verdict(False, f"challenger PR-AUC {challenger_pr_auc:.3f} is below the floor {floor:.3f}")
-    if champion_pr_auc is None:
-        return verdict(
-            True, f"first model: challenger PR-AUC {challenger_pr_auc:.3f} >= floor {floor:.3f} (no champion)"
-        )
-    if not _finite(champion_pr_auc):
-        return verdict(False, f"champion PR-AUC is {champion_pr_auc}: cannot compare, keeping the champion")
-    gain = challenger_pr_auc - champion_pr_auc
-    if gain >= margin - _EPSILON:
-        return verdict(
-            True,
-            f"challenger PR-AUC {challenger_pr_auc:.3f} beats champion {champion_pr_auc:.3f}"
-            f" by {gain:.3f} >= margin {margin:.3f}",
-        )
-    return verdict(
-        False,
-        f"challenger PR-AUC {challenger_pr_auc:.3f} vs champion {champion_pr_auc:.3f}:"
-        f" gain {gain:.3f} < margin {margin:.3f}",
-    )
-
-
 def fitted_through(version: ModelVersion) -> date | None:
     """The last day ``version`` was fitted on (its ``training_window`` tag), None when unknown."""
     window = (version.tags or {}).get(TRAINING_WINDOW_TAG, "")
     return date.fromisoformat(window.split("..")[-1]) if window else None
-
-
-def gate_decision(evaluation: dict[str, Any], *, floor: float, margin: float) -> GateDecision:
-    """:func:`decide` on an evaluation (``train.evaluate_candidates``); no comparable day keeps the champion.
-
-    Pure. With a champion but no day that neither model was fitted on, there is no evidence either way: the
-    candidate is rejected (champion PR-AUC recorded as NaN) with a reason that says so."""
-    challenger, champion = evaluation.get("candidate_pr_auc"), evaluation.get("champion_pr_auc")
-    if evaluation.get("comparable", True):
-        return decide(challenger, champion, floor=floor, margin=margin)
-    if not evaluation.get("rows"):
-        why = (
-            f"no matured day after version {evaluation.get('champion_version')}'s training window (through "
-            f"{evaluation.get('champion_fitted_through')}) among the test days: no evidence, keeping the champion"
-        )
-    else:
-        why = f"the {evaluation['rows']} test rows both models may be judged on hold a single class: no evidence"
-    champion_number = math.nan if evaluation.get("champion_version") else None
-    return GateDecision(
-        False, why, _as_float(challenger if challenger is not None else math.nan), champion_number, floor, margin
-    )
 
 
 def gate_and_record(
@@ -196,8 +102,8 @@ def _decision_tags(
         "decision": kind,
         "decided_at": decided_at,
         "reason": decision.reason,
-        "challenger_pr_auc": _json_number(decision.challenger_pr_auc),
-        "champion_pr_auc": _json_number(decision.champion_pr_auc),
+        "challenger_pr_auc": json_number(decision.challenger_pr_auc),
+        "champion_pr_auc": json_number(decision.champion_pr_auc),
         "margin": decision.margin,
         "floor": decision.floor,
         "evaluation_window": window,
@@ -213,8 +119,8 @@ def _challenge_tags(kind: str, decided_at: str, decision: GateDecision, window: 
         "last_challenge_at": decided_at,
         "last_challenge_by_version": candidate,
         "last_challenge_reason": decision.reason,
-        "last_challenge_challenger_pr_auc": _json_number(decision.challenger_pr_auc),
-        "last_challenge_champion_pr_auc": _json_number(decision.champion_pr_auc),
+        "last_challenge_challenger_pr_auc": json_number(decision.challenger_pr_auc),
+        "last_challenge_champion_pr_auc": json_number(decision.champion_pr_auc),
         "last_challenge_margin": decision.margin,
         "last_challenge_floor": decision.floor,
         "last_challenge_evaluation_window": window,
@@ -243,88 +149,6 @@ def _decision_event(
         "evaluation": evaluation,
         "actor": actor,
     }
-
-
-def _finite(value: float | None) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _as_float(value: Any) -> Any:
-    """numpy scalars and ints as plain floats (JSON, formatting); anything else unchanged (and refused later)."""
-    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
-
-
-def _json_number(value: float | None) -> float | str | None:
-    """JSON has no NaN: non-finite numbers are stored as strings ("nan", "inf")."""
-    if value is None or _finite(value):
-        return value
-    return str(value)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The audit log
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class AuditLog:
-    """Append-only: one JSON object per event under ``audit/registry/<model>/<UTC timestamp>-<uuid>.json``.
-
-    An object is never overwritten: keys are unique (timestamp + random uuid) and :meth:`append` refuses a
-    key that exists. Keys sort chronologically; within one process timestamps strictly increase.
-    """
-
-    def __init__(self, lake: Lake, model_name: str) -> None:
-        if not model_name.strip():
-            raise ValueError("model name must not be empty")
-        self.lake = lake
-        self.model_name = model_name
-        self.prefix = f"{AUDIT_REGISTRY}/{quote(model_name, safe='-_.')}/"
-        self._last_at: datetime | None = None
-
-    def __repr__(self) -> str:
-        return f"AuditLog({self.lake.uri(self.prefix)})"
-
-    def _next_time(self) -> datetime:
-        now = _utc_now()
-        if self._last_at is not None and now <= self._last_at:
-            now = self._last_at + timedelta(microseconds=1)
-        self._last_at = now
-        return now
-
-    def append(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Store ``event`` plus ``at`` (UTC ISO), ``id`` and ``model``; returns the stored entry."""
-        if not isinstance(event.get("kind"), str) or not event["kind"]:
-            raise ValueError(f"an audit event needs a 'kind' string, got {event.get('kind')!r}")
-        clash = sorted(set(_RESERVED_KEYS) & set(event))
-        if clash:
-            raise ValueError(f"audit event keys {clash} are set by the audit log")
-        at = self._next_time()
-        entry_id = uuid.uuid4().hex
-        entry = {"at": at.isoformat(), "id": entry_id, "model": self.model_name, **event}
-        json.dumps(entry, allow_nan=False)  # fail before writing anything that would not read back as JSON
-        key = f"{self.prefix}{at:%Y%m%dT%H%M%S%fZ}-{entry_id}.json"
-        if self.lake.exists(key):
-            raise LakeError(f"refusing to overwrite audit entry {self.lake.uri(key)}")
-        self.lake.put_json(key, entry)
-        return entry
-
-    def keys(self) -> list[str]:
-        return [key for key in self.lake.list_keys(self.prefix) if key.endswith(".json")]
-
-    def entries(self) -> list[dict[str, Any]]:
-        """Every entry, oldest first."""
-        return [self.lake.get_json(key) for key in self.keys()]
-
-    def last(self, kind: str | None = None) -> dict[str, Any] | None:
-        """The newest entry (of ``kind``, if given)."""
-        for key in reversed(self.keys()):
-            entry = self.lake.get_json(key)
-            if kind is None or entry.get("kind") == kind:
-                return entry
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -533,7 +357,7 @@ class Registry:
         champion = self._check_decision(candidate, decision, compared_with)
         self._move_aliases(_alias_moves(candidate.version, decision.promote))
         kind = PROMOTION if decision.promote else REJECTION
-        decided_at = _utc_now().isoformat()
+        decided_at = utc_now().isoformat()
         window = evaluation.get("window")
         tag_errors = self._tag(candidate.version, _decision_tags(kind, decided_at, decision, window, champion, actor))
         if champion is not None:
@@ -638,7 +462,7 @@ class Registry:
             moves.append((CHALLENGER, None))
         self._move_aliases(moves)
 
-        at = _utc_now().isoformat()
+        at = utc_now().isoformat()
         tag_errors = self._tag(
             target.version,
             {

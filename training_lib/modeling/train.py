@@ -626,7 +626,8 @@ def seed_champion(settings: Settings, window_days: int, actor: str) -> dict[str,
 
     For tests, benchmarks and seeded environments that need *a* champion; the retrain DAG uses the real gate.
     Returns what :func:`train_and_log` returned (``version``, ``test_metrics``, …)."""
-    from training_lib.modeling.registry import Registry, gate_decision
+    from training_lib.modeling.gate import gate_decision
+    from training_lib.modeling.registry import Registry
 
     info, parts = build_dataset(settings, window_days)
     trained = train_and_log(settings, info, parts)

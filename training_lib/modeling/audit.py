@@ -1,0 +1,89 @@
+"""The registry's audit log: append-only, one JSON object per event under ``audit/registry/<model>/`` in the
+lake, never overwritten; and the kinds of event the registry writes there."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from training_lib.lake.layout import AUDIT_REGISTRY
+from training_lib.lake.objects import LakeError
+from training_lib.lake.storage import Lake
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+
+PROMOTION = "promotion"
+REJECTION = "rejection"
+ROLLBACK = "rollback"
+DECISION_KINDS = (PROMOTION, REJECTION)
+
+_RESERVED_KEYS = ("at", "id", "model")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditLog:
+    """Append-only: one JSON object per event under ``audit/registry/<model>/<UTC timestamp>-<uuid>.json``.
+
+    An object is never overwritten: keys are unique (timestamp + random uuid) and :meth:`append` refuses a
+    key that exists. Keys sort chronologically; within one process timestamps strictly increase.
+    """
+
+    def __init__(self, lake: Lake, model_name: str) -> None:
+        if not model_name.strip():
+            raise ValueError("model name must not be empty")
+        self.lake = lake
+        self.model_name = model_name
+        self.prefix = f"{AUDIT_REGISTRY}/{quote(model_name, safe='-_.')}/"
+        self._last_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return f"AuditLog({self.lake.uri(self.prefix)})"
+
+    def _next_time(self) -> datetime:
+        now = utc_now()
+        if self._last_at is not None and now <= self._last_at:
+            now = self._last_at + timedelta(microseconds=1)
+        self._last_at = now
+        return now
+
+    def append(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Store ``event`` plus ``at`` (UTC ISO), ``id`` and ``model``; returns the stored entry."""
+        if not isinstance(event.get("kind"), str) or not event["kind"]:
+            raise ValueError(f"an audit event needs a 'kind' string, got {event.get('kind')!r}")
+        clash = sorted(set(_RESERVED_KEYS) & set(event))
+        if clash:
+            raise ValueError(f"audit event keys {clash} are set by the audit log")
+        at = self._next_time()
+        entry_id = uuid.uuid4().hex
+        entry = {"at": at.isoformat(), "id": entry_id, "model": self.model_name, **event}
+        json.dumps(entry, allow_nan=False)  # fail before writing anything that would not read back as JSON
+        key = f"{self.prefix}{at:%Y%m%dT%H%M%S%fZ}-{entry_id}.json"
+        if self.lake.exists(key):
+            raise LakeError(f"refusing to overwrite audit entry {self.lake.uri(key)}")
+        self.lake.put_json(key, entry)
+        return entry
+
+    def keys(self) -> list[str]:
+        return [key for key in self.lake.list_keys(self.prefix) if key.endswith(".json")]
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every entry, oldest first."""
+        return [self.lake.get_json(key) for key in self.keys()]
+
+    def last(self, kind: str | None = None) -> dict[str, Any] | None:
+        """The newest entry (of ``kind``, if given)."""
+        for key in reversed(self.keys()):
+            entry = self.lake.get_json(key)
+            if kind is None or entry.get("kind") == kind:
+                return entry
+        return None
