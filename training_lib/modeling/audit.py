@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -87,3 +87,53 @@ class AuditLog:
             if kind is None or entry.get("kind") == kind:
                 return entry
         return None
+
+
+# ---- what the log says (pure: over :meth:`AuditLog.entries`, oldest first)
+
+
+def decision_by(entries: list[dict[str, Any]], actor: str, candidate_version: str | int) -> dict[str, Any] | None:
+    """The newest decision ``actor`` took about ``candidate_version``, if any."""
+    for entry in reversed(entries):
+        if (
+            entry.get("kind") in DECISION_KINDS
+            and entry.get("actor") == actor
+            and str(entry.get("candidate_version")) == str(candidate_version)
+        ):
+            return entry
+    return None
+
+
+def last_decision_data_day(entries: list[dict[str, Any]], *, excluding_actor: str | None = None) -> date | None:
+    """The data day of the newest promotion or rejection; None if none.
+
+    Decisions carry ``evaluation.data_day`` (see ``train.retrain_data_day``); one without it counts on the day
+    it was recorded. ``excluding_actor``: ignore that actor's decisions (a re-run of a retrain run is not
+    inside its own cooldown)."""
+    for entry in reversed(entries):
+        if entry.get("kind") in DECISION_KINDS and (excluding_actor is None or entry.get("actor") != excluding_actor):
+            recorded = (entry.get("evaluation") or {}).get("data_day")
+            return date.fromisoformat(recorded) if recorded else datetime.fromisoformat(entry["at"]).date()
+    return None
+
+
+def last_champion_change(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest entry that moved the champion to another version (promotion or rollback), if any."""
+    changes = [
+        e
+        for e in entries
+        if e.get("champion_version") and e.get("champion_version") != e.get("previous_champion_version")
+    ]
+    return changes[-1] if changes else None
+
+
+def audited_aliases(
+    entries: list[dict[str, Any]], fields: dict[str, str]
+) -> dict[str, tuple[str | None, dict[str, Any] | None]]:
+    """Per alias, (version, entry) of the newest entry that set its field (``fields``: alias -> entry field);
+    (None, None) when no entry did."""
+    out: dict[str, tuple[str | None, dict[str, Any] | None]] = {}
+    for alias, field_name in fields.items():
+        entry = next((e for e in reversed(entries) if field_name in e), None)
+        out[alias] = (entry[field_name] if entry else None, entry)
+    return out

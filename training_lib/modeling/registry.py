@@ -33,12 +33,22 @@ import logging
 import math
 import re
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
 from training_lib.lake.storage import Lake
-from training_lib.modeling.audit import DECISION_KINDS, PROMOTION, REJECTION, ROLLBACK, AuditLog, utc_now
+from training_lib.modeling.audit import (
+    PROMOTION,
+    REJECTION,
+    ROLLBACK,
+    AuditLog,
+    audited_aliases,
+    decision_by,
+    last_champion_change,
+    last_decision_data_day,
+    utc_now,
+)
 from training_lib.modeling.gate import GateDecision, decide, gate_decision, json_number
 
 if TYPE_CHECKING:
@@ -408,15 +418,10 @@ class Registry:
         When the registry's champion differs from the last audited one (moved outside the platform), that is the
         last audited champion. Rolling back twice therefore goes back and forth; name a version to go further.
         """
-        changes = [
-            e
-            for e in self.audit.entries()
-            if e.get("champion_version") and e.get("champion_version") != e.get("previous_champion_version")
-        ]
-        if not changes:
+        last = last_champion_change(self.audit.entries())
+        if last is None:
             return None
         current = self.champion()
-        last = changes[-1]
         if current is None or current.version != last["champion_version"]:
             return last["champion_version"]
         return last.get("previous_champion_version")
@@ -505,49 +510,33 @@ class Registry:
 
     def decision_by(self, actor: str, candidate_version: str | int) -> dict[str, Any] | None:
         """The audited decision ``actor`` took about ``candidate_version``, if any."""
-        for entry in reversed(self.audit.entries()):
-            if (
-                entry.get("kind") in DECISION_KINDS
-                and entry.get("actor") == actor
-                and str(entry.get("candidate_version")) == str(candidate_version)
-            ):
-                return entry
-        return None
+        return decision_by(self.audit.entries(), actor, candidate_version)
 
     def last_retrain_data_day(self, *, excluding_actor: str | None = None) -> date | None:
-        """The data day of the last promotion or rejection (for the retrain cooldown); None if never.
-
-        Decisions carry ``evaluation.data_day`` (see ``train.retrain_data_day``); one without it counts on
-        the day it was recorded. ``excluding_actor``: ignore that actor's decisions (a re-run of a retrain
-        run is not inside its own cooldown)."""
-        for entry in reversed(self.audit.entries()):
-            if entry.get("kind") in DECISION_KINDS and (
-                excluding_actor is None or entry.get("actor") != excluding_actor
-            ):
-                recorded = (entry.get("evaluation") or {}).get("data_day")
-                return date.fromisoformat(recorded) if recorded else datetime.fromisoformat(entry["at"]).date()
-        return None
+        """The data day of the last promotion or rejection (for the retrain cooldown); None if never
+        (see :func:`~training_lib.modeling.audit.last_decision_data_day`)."""
+        return last_decision_data_day(self.audit.entries(), excluding_actor=excluding_actor)
 
     def alias_moves_outside_platform(self) -> list[dict[str, Any]]:
         """Aliases whose registry version differs from the last audited one (moved in the MLflow UI, or an
         unaudited change): one description per alias, [] when the registry matches the audit log."""
-        entries = self.audit.entries()
-        registry = self.aliases()
+        audited = audited_aliases(
+            self.audit.entries(), {CHAMPION: "champion_version", CHALLENGER: "challenger_version"}
+        )
         found = []
-        for alias, field_name in ((CHAMPION, "champion_version"), (CHALLENGER, "challenger_version")):
-            audited = next((e for e in reversed(entries) if field_name in e), None)
-            audited_version = audited[field_name] if audited else None
+        registry = self.aliases()
+        for alias, (audited_version, entry) in audited.items():
             actual = registry.get(alias)
             if actual == audited_version:
                 continue
-            since = f"audit entry {audited['kind']} at {audited['at']}" if audited else "an empty audit log"
+            since = f"audit entry {entry['kind']} at {entry['at']}" if entry else "an empty audit log"
             found.append(
                 {
                     "alias": alias,
                     "registry_version": actual,
                     "audited_version": audited_version,
-                    "audit_id": audited["id"] if audited else None,
-                    "audited_at": audited["at"] if audited else None,
+                    "audit_id": entry["id"] if entry else None,
+                    "audited_at": entry["at"] if entry else None,
                     "description": (
                         f"model {self.name!r}: alias {alias!r} is on version {actual or 'no version'} in the registry"
                         f" but on {audited_version or 'no version'} according to {since}: moved outside the platform"
