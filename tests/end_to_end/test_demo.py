@@ -28,7 +28,9 @@ from training_lib.lake.layout import (
 )
 from training_lib.lake.objects import s3_client
 from training_lib.lake.storage import Lake
-from training_lib.local.demo import FAST, DemoDriver, format_summary
+from training_lib.local.demo import DemoDriver
+from training_lib.local.demo_plan import FAST
+from training_lib.local.demo_summary import format_summary
 from training_lib.local.environment import LOOPBACK
 from training_lib.local.processes import listening_addresses
 from training_lib.local.stack import LocalStack

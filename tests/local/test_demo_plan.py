@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from training_lib.config import load_settings
-from training_lib.local.demo import FAST, FULL, DemoPlan, demo_settings, format_summary, recovery
+from training_lib.local.demo_plan import FAST, FULL, DemoPlan, demo_settings
+from training_lib.local.demo_summary import format_summary, recovery
 
 
 @pytest.mark.parametrize("plan", [FULL, FAST], ids=["full", "fast"])
