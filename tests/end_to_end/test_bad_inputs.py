@@ -70,27 +70,27 @@ def lake(local_stack) -> Lake:
     return lake
 
 
+def backfill(local_stack, dag_id: str, days: list[str]) -> dict[str, dict]:
+    """Backfill ``dag_id`` over ``days`` (the DAG still paused), then unpause it; the runs by day.
+
+    Backfill first, then unpause: an unpause with the backfill created in the same instant once crashed the
+    scheduler on SQLite (StaleDataError on dag_run while it created the first scheduled run)."""
+    client = local_stack.airflow()
+    client.wait_for_dag(dag_id, timeout=180)
+    client.create_backfill(dag_id, days[0], days[-1])
+    client.set_paused(dag_id, False)
+    runs = client.wait_for_backfill(dag_id, days, timeout=840)
+    return {run["logical_date"][:10]: run for run in runs}
+
+
 @pytest.fixture(scope="module")
 def tx_runs(local_stack, lake: Lake) -> dict[str, dict]:
-    client = local_stack.airflow()
-    client.wait_for_dag("transactions_daily", timeout=180)
-    # Backfill first, then unpause: an unpause with the backfill created in the same instant once crashed the
-    # scheduler on SQLite (StaleDataError on dag_run while it created the first scheduled run).
-    client.create_backfill("transactions_daily", TX_DAYS[0], TX_DAYS[-1])
-    client.set_paused("transactions_daily", False)
-    runs = client.wait_for_backfill("transactions_daily", TX_DAYS, timeout=840)
-    return {run["logical_date"][:10]: run for run in runs}
+    return backfill(local_stack, "transactions_daily", TX_DAYS)
 
 
 @pytest.fixture(scope="module")
 def label_runs(local_stack, tx_runs: dict[str, dict]) -> dict[str, dict]:
-    client = local_stack.airflow()
-    client.wait_for_dag("labels_daily", timeout=180)
-    # Backfill first, then unpause (see tx_runs).
-    client.create_backfill("labels_daily", LABEL_DAYS[0], LABEL_DAYS[-1])
-    client.set_paused("labels_daily", False)
-    runs = client.wait_for_backfill("labels_daily", LABEL_DAYS, timeout=840)
-    return {run["logical_date"][:10]: run for run in runs}
+    return backfill(local_stack, "labels_daily", LABEL_DAYS)
 
 
 def task_states(local_stack, dag_id: str, run: dict) -> dict[str, dict]:
