@@ -171,6 +171,7 @@ class Simulator:
         self.config = config or SimulationConfig()
         self.population = Population(self.config, settings)
         self.customers, self.merchants = self.population.customers, self.population.merchants
+        self.reference = self.population.reference  # the name and place lists (the PII scanner reads them)
         self._customer_text = {
             column: pa.array(self.customers[column].astype(str).to_numpy(dtype=object), type=pa.string())
             for column in CUSTOMER_STRING_COLUMNS
