@@ -110,15 +110,19 @@ def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield handle
     finally:
         if request.session.testsfailed > failed_before:
-            _report_stack(request, handle, state_dir)
+            try:
+                _report_stack(request, handle, state_dir)
+            except Exception as exc:  # a report that fails must not keep the stack running
+                print(f"(no stack report: {exc!r})")
         handle.cli("down")
 
 
 def _report_stack(request: pytest.FixtureRequest, handle: StackHandle, state_dir: Path, lines: int = 25) -> None:
     """After a failure in a module: the stack's process status and the end of each service's log, on the
     terminal (CI keeps nothing else of a test's stack)."""
-    write = request.config.pluginmanager.get_plugin("terminalreporter").write_line
-    status = handle.cli("status")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    write = reporter.write_line if reporter else print
+    status = handle.cli("status", timeout=60)
     write(f"\n--- stack status after a failure in {request.module.__name__}\n{status.stdout}{status.stderr}")
     for path in sorted((state_dir / "logs").glob("*.log")):
         tail = path.read_text(errors="replace").splitlines()[-lines:]

@@ -131,7 +131,7 @@ LIBRARY_ENV = {
     "PYTHONUNBUFFERED": "log lines reach the log at once (platform_env)",
     "AIRFLOW_CONN_AWS_DEFAULT": "Airflow's aws_default connection (airflow_env)",
     "MLFLOW_BACKEND_STORE_URI": "mlflow server's backend store, by environment to keep the password off argv",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "mlflow server's job runner off (LocalStack.mlflow_service)",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "mlflow server's job runner off (StackServices.mlflow_service)",
     "POSTGRES_USER": "official postgres image: the role it creates on first start",
     "POSTGRES_PASSWORD": "official postgres image: that role's password",
     "POSTGRES_DB": "official postgres image: the database it creates on first start",

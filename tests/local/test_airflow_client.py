@@ -28,6 +28,7 @@ class FakeAirflow(BaseHTTPRequestHandler):
     calls: ClassVar[list[str]] = []
     paused: ClassVar[dict[str, bool]] = {}  # dag id -> is_paused
     paused_at_backfill: ClassVar[list[bool]] = []  # the DAG's paused state at each backfill POST
+    unpause_fails = False  # PATCH is_paused=false answers 400
 
     def _slow(self) -> bool:
         if FakeAirflow.slow_answers > 0:
@@ -114,6 +115,9 @@ class FakeAirflow(BaseHTTPRequestHandler):
         FakeAirflow.calls.append(f"PATCH {self.path}")
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         dag_id = self.path.rsplit("/", 1)[1]
+        if FakeAirflow.unpause_fails and not body["is_paused"]:
+            self._answer(400, {"detail": "unpause refused"})
+            return
         FakeAirflow.paused[dag_id] = body["is_paused"]
         self._answer(200, {"dag_id": dag_id, "is_paused": body["is_paused"]})
 
@@ -132,6 +136,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
     FakeAirflow.runs = {}
     FakeAirflow.bodies = []
     FakeAirflow.paused, FakeAirflow.paused_at_backfill = {}, []
+    FakeAirflow.unpause_fails = False
     try:
         yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw", timeout=CLIENT_TIMEOUT_S)
     finally:
@@ -167,6 +172,15 @@ def test_the_dag_is_paused_while_its_backfill_is_created(client: AirflowClient) 
     client.create_backfill("transactions_daily", "2026-04-01", "2026-04-30")
     assert FakeAirflow.paused_at_backfill == [True, True]
     assert FakeAirflow.paused == {"transactions_daily": False}  # unpaused again after
+
+
+def test_a_failed_unpause_is_raised_but_never_hides_the_backfill_error(client: AirflowClient) -> None:
+    FakeAirflow.unpause_fails = True
+    with pytest.raises(AirflowApiError, match="unpause refused"):  # created, but the DAG is left paused: say so
+        client.create_backfill("transactions_daily", "2026-04-01", "2026-04-02")
+    FakeAirflow.paused, FakeAirflow.busy_answers = {}, 100
+    with pytest.raises(AirflowApiError, match="Database is locked"):  # the creation's own error comes first
+        client.create_backfill("transactions_daily", "2026-04-01", "2026-04-02")
 
 
 def test_a_paused_dag_stays_paused_after_its_backfill(client: AirflowClient) -> None:

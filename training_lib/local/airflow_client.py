@@ -6,12 +6,16 @@ Plain HTTP: no Airflow import, so it works against any Airflow 3 API server.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 TERMINAL_RUN_STATES = {"success", "failed"}
 
@@ -216,21 +220,31 @@ class AirflowClient:
             "max_active_runs": max_active_runs,
             "reprocess_behavior": reprocess,
         }
-        hold = not self.get_dag(dag_id)["is_paused"]
         deadline = time.monotonic() + wait_for_running_s
         while True:
-            if hold:
-                self.set_paused(dag_id, True)
+            hold = not self.get_dag(dag_id)["is_paused"]  # read again each try: a pause by someone else stays
             try:
+                if hold:
+                    self.set_paused(dag_id, True)
                 return self._request("POST", "/api/v2/backfills", body, retries=10)
             except AirflowApiError as exc:
                 running = exc.status == 409 and "already a running backfill" in str(exc)
                 if not running or time.monotonic() > deadline:
                     raise
             finally:
-                if hold:
-                    self.set_paused(dag_id, False)  # also lets a left-over backfill finish while this waits
+                if hold:  # also lets a left-over backfill finish while this waits
+                    self._unpause(dag_id, raising=sys.exc_info()[1] is None)
             time.sleep(5.0)
+
+    def _unpause(self, dag_id: str, *, raising: bool) -> None:
+        """Unpause ``dag_id`` after its backfill; a failure is raised only when no earlier error is on its way
+        (it must not hide that one), and logged either way: a DAG left paused runs no backfill."""
+        try:
+            self.set_paused(dag_id, False)
+        except (AirflowApiError, TimeoutError, urllib.error.URLError):
+            log.warning("could not unpause %s after creating its backfill: unpause it in the UI", dag_id)
+            if raising:
+                raise
 
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
@@ -269,13 +283,15 @@ class AirflowClient:
             return None if pending(runs) else runs
 
         def diagnosis() -> str:
-            waiting = pending(self.backfill_runs(dag_id, days))
-            backfills = self._request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")["backfills"]
-            rows = [
-                {k: b.get(k) for k in ("id", "from_date", "to_date", "completed_at", "is_paused", "reprocess_behavior")}
-                for b in backfills
-            ]
-            return f"{len(waiting)} day(s) pending: {waiting[:10]}; backfills of {dag_id}: {rows}"
+            try:
+                waiting = pending(self.backfill_runs(dag_id, days))
+                backfills = self._request("GET", f"/api/v2/backfills?dag_id={dag_id}&limit=100")["backfills"]
+                paused = self.get_dag(dag_id)["is_paused"]
+            except (AirflowApiError, TimeoutError, urllib.error.URLError) as exc:
+                return f"no diagnosis: {exc}"
+            keys = ("id", "from_date", "to_date", "completed_at", "is_paused", "reprocess_behavior")
+            rows = [{k: b.get(k) for k in keys} for b in backfills]
+            return f"{len(waiting)} day(s) pending: {waiting[:10]}; DAG paused: {paused}; backfills: {rows}"
 
         return _poll(
             finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0, diagnosis=diagnosis
