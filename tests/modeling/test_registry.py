@@ -20,16 +20,10 @@ from training_lib.config import Settings, load_settings
 from training_lib.lake.layout import AUDIT_REGISTRY
 from training_lib.lake.objects import LakeError, ensure_bucket
 from training_lib.lake.storage import Lake
+from training_lib.modeling.aliases import CHALLENGER, CHAMPION, THRESHOLD_TAG, RegistryError, VersionNotFound
 from training_lib.modeling.audit import AuditLog
 from training_lib.modeling.gate import GateDecision, decide, gate_decision
-from training_lib.modeling.registry import (
-    CHALLENGER,
-    CHAMPION,
-    THRESHOLD_TAG,
-    Registry,
-    RegistryError,
-    VersionNotFound,
-)
+from training_lib.modeling.registry import Registry
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,12 @@ The registry state is two **aliases** on the registered model (stages are deprec
 * ``champion``: the version batch scoring loads (``models:/<name>@champion``);
 * ``challenger``: the latest candidate that did not beat the champion (removed when a candidate is promoted).
 
-The gate is pure (``modeling.gate``: :func:`decide`, :func:`gate_decision`). :meth:`Registry.record_decision`
-applies a decision to the registry and ``modeling.audit.AuditLog`` keeps one JSON object per event under
-``audit/registry/<model>/`` in the lake, never overwritten. :meth:`Registry.rollback` moves the champion
-back (by default to the champion before the current one, according to the audit log).
+The gate is pure (``modeling.gate``: :func:`decide`, :func:`gate_decision`), so is what a change writes
+(``modeling.decisions``); MLflow reads and raw alias moves are ``modeling.aliases.RegisteredModel``.
+:meth:`Registry.record_decision` applies a decision to the registry and ``modeling.audit.AuditLog`` keeps one
+JSON object per event under ``audit/registry/<model>/`` in the lake, never overwritten.
+:meth:`Registry.rollback` moves the champion back (by default to the champion before the current one,
+according to the audit log).
 
 Write order of every registry change: **alias moves first** (one MLflow call each), **then tags, then the
 audit entry**. The aliases are what serving reads, the audit entry is the record of what happened:
@@ -28,16 +30,13 @@ narrows the window in which a decision could be applied against a champion that 
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
-from collections.abc import Iterable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings
 from training_lib.lake.storage import Lake
+from training_lib.modeling.aliases import CHALLENGER, CHAMPION, RegisteredModel, RegistryError
 from training_lib.modeling.audit import (
     PROMOTION,
     REJECTION,
@@ -49,37 +48,25 @@ from training_lib.modeling.audit import (
     last_decision_data_day,
     utc_now,
 )
-from training_lib.modeling.gate import GateDecision, decide, gate_decision, json_number
+from training_lib.modeling.decisions import (
+    AIRFLOW_ACTOR_PREFIX,
+    challenge_tags,
+    check_actor,
+    check_decision,
+    decision_alias_moves,
+    decision_event,
+    decision_tags,
+    rollback_alias_moves,
+    rollback_event,
+    rollback_tags,
+)
+from training_lib.modeling.gate import GateDecision, decide, gate_decision
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-THRESHOLD_TAG = "threshold"  # decision threshold stored on each model version (set by training)
-EVALUATION_RUN_TAG = "evaluation_run_id"  # the run of the version's evaluation fit: the gate's evidence
-LABELS_THROUGH_TAG = "labels_through"  # set by training on the model version: last label day it used
-TRAINING_WINDOW_TAG = "training_window"  # "first..last" day the registered version was fitted on
-
-_TAG_VALUE_LIMIT = 5000  # MLflow's model-version tag column
-_ACTOR_RE = re.compile(r"^[A-Za-z][\w.-]*:\S.*$")
-
-
-class RegistryError(RuntimeError):
-    """A registry change could not be applied; the message says what state the registry was left in."""
-
-
-class VersionNotFound(ValueError, LookupError):
-    """The registered model has no such version (or does not exist)."""
-
-
-def fitted_through(version: ModelVersion) -> date | None:
-    """The last day ``version`` was fitted on (its ``training_window`` tag), None when unknown."""
-    window = (version.tags or {}).get(TRAINING_WINDOW_TAG, "")
-    return date.fromisoformat(window.split("..")[-1]) if window else None
 
 
 def gate_and_record(
@@ -96,171 +83,16 @@ def gate_and_record(
     )
 
 
-def _alias_moves(candidate: str, promote: bool) -> list[tuple[str, str | None]]:
-    """The candidate becomes challenger; promoted, it becomes champion and the challenger alias goes."""
-    moves: list[tuple[str, str | None]] = [(CHALLENGER, candidate)]
-    if promote:
-        moves += [(CHAMPION, candidate), (CHALLENGER, None)]
-    return moves
-
-
-def _decision_tags(
-    kind: str, decided_at: str, decision: GateDecision, window: Any, champion: ModelVersion | None, actor: str
-) -> dict[str, Any]:
-    """The tags a decision leaves on its candidate."""
-    return {
-        "decision": kind,
-        "decided_at": decided_at,
-        "reason": decision.reason,
-        "challenger_pr_auc": json_number(decision.challenger_pr_auc),
-        "champion_pr_auc": json_number(decision.champion_pr_auc),
-        "margin": decision.margin,
-        "floor": decision.floor,
-        "evaluation_window": window,
-        "compared_with_version": champion.version if champion else None,
-        "decided_by": actor,
-    }
-
-
-def _challenge_tags(kind: str, decided_at: str, decision: GateDecision, window: Any, candidate: str) -> dict[str, Any]:
-    """The tags a decision leaves on the champion it was compared with."""
-    return {
-        "last_challenge_decision": kind,
-        "last_challenge_at": decided_at,
-        "last_challenge_by_version": candidate,
-        "last_challenge_reason": decision.reason,
-        "last_challenge_challenger_pr_auc": json_number(decision.challenger_pr_auc),
-        "last_challenge_champion_pr_auc": json_number(decision.champion_pr_auc),
-        "last_challenge_margin": decision.margin,
-        "last_challenge_floor": decision.floor,
-        "last_challenge_evaluation_window": window,
-    }
-
-
-def _decision_event(
-    kind: str,
-    candidate: ModelVersion,
-    champion: ModelVersion | None,
-    decision: GateDecision,
-    evaluation: dict[str, Any],
-    actor: str,
-) -> dict[str, Any]:
-    """The audit event of a decision (the audit log adds its id, time and model name)."""
-    cand = candidate.version
-    return {
-        "kind": kind,
-        "candidate_version": cand,
-        "candidate_run_id": candidate.run_id,
-        "previous_champion_version": champion.version if champion else None,
-        "previous_champion_run_id": champion.run_id if champion else None,
-        "champion_version": cand if decision.promote else (champion.version if champion else None),
-        "challenger_version": None if decision.promote else cand,
-        **{k: v for k, v in decision.to_dict().items() if k != "promote"},
-        "evaluation": evaluation,
-        "actor": actor,
-    }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The registry
-
-
-def _error_code(exc: BaseException) -> str:
-    return str(getattr(exc, "error_code", ""))
-
-
-def _tag_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text[:_TAG_VALUE_LIMIT]
-
-
-AIRFLOW_ACTOR_PREFIX = "airflow:"
-
-
-def _check_actor(actor: str) -> None:
-    if not isinstance(actor, str) or not _ACTOR_RE.match(actor):
-        raise ValueError(f"actor must look like 'airflow:retrain/<run_id>' or 'user:alice', got {actor!r}")
-
-
-class Registry:
+class Registry(RegisteredModel):
     """Champion/challenger aliases of ``settings.model_name``, changed only through audited operations."""
 
     def __init__(self, settings: Settings, client: MlflowClient | None = None, lake: Lake | None = None) -> None:
-        if client is None:
-            from mlflow import MlflowClient
-
-            client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
-        self.settings = settings
-        self.name = settings.model_name
-        self.client = client
+        super().__init__(settings, client)
         self.lake = lake if lake is not None else Lake(settings)
         self.audit = AuditLog(self.lake, self.name)
 
     def __repr__(self) -> str:
         return f"Registry({self.name!r}, {self.settings.mlflow_tracking_uri})"
-
-    # -- reads ----------------------------------------------------------------------------------------------------
-
-    def aliases(self) -> dict[str, str]:
-        """alias -> version of the registered model ({} when the model is not registered yet)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return dict(self.client.get_registered_model(self.name).aliases)
-        except MlflowException as exc:
-            if _error_code(exc) in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
-                return {}
-            raise
-
-    def _by_alias(self, alias: str) -> ModelVersion | None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_model_version_by_alias(self.name, alias)
-        except MlflowException:
-            if alias not in self.aliases():  # the alias (or the model) does not exist: not an error
-                return None
-            raise
-
-    def champion(self) -> ModelVersion | None:
-        """The version carrying the champion alias, if any."""
-        return self._by_alias(CHAMPION)
-
-    def challenger(self) -> ModelVersion | None:
-        """The version carrying the challenger alias, if any."""
-        return self._by_alias(CHALLENGER)
-
-    def version(self, version: str | int) -> ModelVersion:
-        """One version of the model; :class:`VersionNotFound` (a ValueError) naming it when it does not exist."""
-        from mlflow.exceptions import MlflowException
-
-        text = str(version).strip()
-        if not text.isdigit():
-            raise VersionNotFound(f"model {self.name!r} has no version {version!r} (versions are numbers)")
-        try:
-            return self.client.get_model_version(self.name, text)
-        except MlflowException as exc:
-            if _error_code(exc) in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}:
-                raise VersionNotFound(f"model {self.name!r} has no version {text}") from exc
-            raise
-
-    def threshold(self, version: ModelVersion) -> float:
-        """The decision threshold stored on the version (tag ``threshold``)."""
-        raw = (version.tags or {}).get(THRESHOLD_TAG)
-        if raw is None:
-            raise ValueError(
-                f"model {self.name!r} version {version.version} has no {THRESHOLD_TAG!r} tag:"
-                " training must store its decision threshold on the version"
-            )
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(
-                f"model {self.name!r} version {version.version}: tag {THRESHOLD_TAG!r}={raw!r} is not a score in [0, 1]"
-            )
-        return value
 
     def gate(self, challenger_pr_auc: float, champion_pr_auc: float | None) -> GateDecision:
         """:func:`decide` with the configured floor and margin."""
@@ -272,68 +104,6 @@ class Registry:
         )
 
     # -- audited changes ------------------------------------------------------------------------------------------
-
-    def _move_aliases(self, moves: list[tuple[str, str | None]]) -> None:
-        """Apply ``(alias, version)`` moves in order (version None: remove the alias), one call each.
-
-        When a call fails, the moves already applied are undone (best effort) and :class:`RegistryError` is raised.
-        """
-        before = self.aliases()
-        applied: list[str] = []
-        for alias, version in moves:
-            try:
-                self._set_alias(alias, version)
-            except Exception as exc:
-                undo_failures = self._restore_aliases(before, applied)
-                state = (
-                    "aliases restored to " + json.dumps(before, sort_keys=True)
-                    if not undo_failures
-                    else "could NOT restore aliases (" + "; ".join(undo_failures) + "); check the registry"
-                )
-                target = f"version {version}" if version is not None else "nothing (remove)"
-                raise RegistryError(
-                    f"model {self.name!r}: moving alias {alias!r} to {target} failed: {exc}; {state};"
-                    " nothing was tagged or audited"
-                ) from exc
-            applied.append(alias)
-
-    def _set_alias(self, alias: str, version: str | None) -> None:
-        if version is None:
-            self.client.delete_registered_model_alias(self.name, alias)
-        else:
-            self.client.set_registered_model_alias(self.name, alias, version)
-
-    def _restore_aliases(self, before: dict[str, str], applied: Iterable[str]) -> list[str]:
-        failures = []
-        for alias in reversed(list(dict.fromkeys(applied))):
-            try:
-                self._set_alias(alias, before.get(alias))
-            except Exception as exc:
-                failures.append(f"{alias}: {exc}")
-        return failures
-
-    def _tag(self, version: str, tags: dict[str, Any]) -> list[str]:
-        """Set tags on a version; the failures (logged, not raised: the aliases have already moved)."""
-        failures = []
-        for key, value in tags.items():
-            if value is None:
-                continue
-            try:
-                self.client.set_model_version_tag(self.name, version, key, _tag_value(value))
-            except Exception as exc:
-                log.warning("model %s version %s: tag %s not set: %s", self.name, version, key, exc)
-                failures.append(f"v{version} {key}: {exc}")
-        return failures
-
-    def _append(self, event: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return self.audit.append(event)
-        except Exception as exc:
-            raise RegistryError(
-                f"model {self.name!r}: aliases were moved (champion={event.get('champion_version')},"
-                f" challenger={event.get('challenger_version')}) but the audit entry could not be written: {exc};"
-                " alias_moves_outside_platform() reports this move until it is audited"
-            ) from exc
 
     def record_decision(
         self,
@@ -357,60 +127,45 @@ class Registry:
         longer there (``champion_pr_auc`` given but no champion, or none given but there is one; with
         ``compared_with``, the champion's version must match), or when a promoted candidate has no threshold tag.
         """
-        _check_actor(actor)
+        check_actor(actor)
         candidate = self.version(candidate_version)
-        earlier = self.decision_by(actor, candidate.version) if actor.startswith(AIRFLOW_ACTOR_PREFIX) else None
+        earlier = self._earlier_decision(actor, candidate.version)
         if earlier is not None:  # a re-run of the run that decided: the decision stands, nothing moves again
-            log.info("version %s: %s already decided by %s at %s; not applied again", candidate.version,
-                     earlier["kind"], actor, earlier["at"])  # fmt: skip
-            return {**earlier, "replayed": True}
-        champion = self._check_decision(candidate, decision, compared_with)
-        self._move_aliases(_alias_moves(candidate.version, decision.promote))
-        kind = PROMOTION if decision.promote else REJECTION
-        decided_at = utc_now().isoformat()
-        window = evaluation.get("window")
-        tag_errors = self._tag(candidate.version, _decision_tags(kind, decided_at, decision, window, champion, actor))
-        if champion is not None:
-            tag_errors += self._tag(
-                champion.version, _challenge_tags(kind, decided_at, decision, window, candidate.version)
-            )
-        event = _decision_event(kind, candidate, champion, decision, evaluation, actor)
-        if tag_errors:
-            event["tag_errors"] = tag_errors
-        return self._append(event)
-
-    def _check_decision(
-        self, candidate: ModelVersion, decision: GateDecision, compared_with: str | int | None
-    ) -> ModelVersion | None:
-        """The champion the decision is about, after the checks :meth:`record_decision` promises (ValueError)."""
-        cand = candidate.version
-        recomputed = decide(
-            decision.challenger_pr_auc, decision.champion_pr_auc, floor=decision.floor, margin=decision.margin
-        )
-        if recomputed.promote != decision.promote:
-            raise ValueError(
-                f"decision promote={decision.promote} contradicts the gate on its own numbers: {recomputed.reason}"
-            )
+            return earlier
         champion = self.champion()
-        if champion is not None and champion.version == cand:
-            raise ValueError(f"model {self.name!r} version {cand} is already the champion: nothing to decide")
-        if decision.champion_pr_auc is None and champion is not None:
-            raise ValueError(
-                f"the decision about version {cand} was taken without a champion, but version {champion.version}"
-                " is champion now: evaluate against it again"
-            )
-        if decision.champion_pr_auc is not None and champion is None:
-            raise ValueError(
-                f"the decision about version {cand} compared it with a champion, but model {self.name!r} has none now"
-            )
-        if compared_with is not None and (champion is None or champion.version != str(compared_with)):
-            raise ValueError(
-                f"the decision about version {cand} was taken against champion version {compared_with}, but the"
-                f" champion is now {champion.version if champion else 'none'}: evaluate again"
-            )
+        check_decision(self.name, candidate, decision, champion, compared_with)
         if decision.promote:
             self.threshold(candidate)  # a champion without a threshold cannot score
-        return champion
+        self._move_aliases(decision_alias_moves(candidate.version, decision.promote))  # 1. aliases
+        tag_errors = self._tag_decision(candidate, champion, decision, evaluation, actor)  # 2. tags
+        return self._audit(decision_event(candidate, champion, decision, evaluation, actor), tag_errors)  # 3. audit
+
+    def _earlier_decision(self, actor: str, candidate: str) -> dict[str, Any] | None:
+        """The entry of an Airflow run that decided about ``candidate`` already, marked ``replayed``."""
+        earlier = self.decision_by(actor, candidate) if actor.startswith(AIRFLOW_ACTOR_PREFIX) else None
+        if earlier is None:
+            return None
+        log.info("version %s: %s already decided by %s at %s; not applied again", candidate, earlier["kind"],
+                 actor, earlier["at"])  # fmt: skip
+        return {**earlier, "replayed": True}
+
+    def _tag_decision(
+        self,
+        candidate: ModelVersion,
+        champion: ModelVersion | None,
+        decision: GateDecision,
+        evaluation: dict[str, Any],
+        actor: str,
+    ) -> list[str]:
+        """Tag the candidate with the decision and the champion with the challenge; the tag failures."""
+        kind = PROMOTION if decision.promote else REJECTION
+        decided_at, window = utc_now().isoformat(), evaluation.get("window")
+        failures = self._tag(candidate.version, decision_tags(kind, decided_at, decision, window, champion, actor))
+        if champion is not None:
+            failures += self._tag(
+                champion.version, challenge_tags(kind, decided_at, decision, window, candidate.version)
+            )
+        return failures
 
     def previous_champion(self) -> str | None:
         """The version that was champion before the current one, according to the audit log.
@@ -435,17 +190,34 @@ class Registry:
         ``actor`` is an Airflow run (``airflow:…``) that rolled back already, its entry is returned with
         ``replayed`` and nothing moves.
         """
-        _check_actor(actor)
+        check_actor(actor)
         if not reason.strip():
             raise ValueError("a rollback needs a reason")
-        earlier = None
-        if actor.startswith(AIRFLOW_ACTOR_PREFIX):  # a person may roll back several times; a run only once
-            earlier = next(
-                (e for e in reversed(self.audit.entries()) if e.get("kind") == ROLLBACK and e["actor"] == actor), None
-            )
+        earlier = self._earlier_rollback(actor)
         if earlier is not None:  # a re-run of the run that rolled back: done already, never back and forth
-            log.info("rollback by %s already done at %s; not applied again", actor, earlier["at"])
-            return {**earlier, "replayed": True}
+            return earlier
+        current, target = self._rollback_versions(to_version)
+        challenger = self.aliases().get(CHALLENGER)
+        self._move_aliases(rollback_alias_moves(target.version, challenger))  # 1. aliases
+        at = utc_now().isoformat()
+        tags = rollback_tags(at, current.version, target.version, reason, actor)
+        tag_errors = [failure for version, values in tags.items() for failure in self._tag(version, values)]  # 2.
+        return self._audit(rollback_event(current, target, challenger, reason, actor), tag_errors)  # 3. audit
+
+    def _earlier_rollback(self, actor: str) -> dict[str, Any] | None:
+        """The entry of an Airflow run that rolled back already, marked ``replayed`` (a person may roll back
+        several times; a run only once)."""
+        if not actor.startswith(AIRFLOW_ACTOR_PREFIX):
+            return None
+        entries = reversed(self.audit.entries())
+        earlier = next((e for e in entries if e.get("kind") == ROLLBACK and e["actor"] == actor), None)
+        if earlier is None:
+            return None
+        log.info("rollback by %s already done at %s; not applied again", actor, earlier["at"])
+        return {**earlier, "replayed": True}
+
+    def _rollback_versions(self, to_version: str | int | None) -> tuple[ModelVersion, ModelVersion]:
+        """(current champion, rollback target), after the checks :meth:`rollback` promises (ValueError)."""
         current = self.champion()
         if current is None:
             raise ValueError(f"model {self.name!r} has no champion: nothing to roll back")
@@ -460,47 +232,20 @@ class Registry:
         if target.version == current.version:
             raise ValueError(f"model {self.name!r} version {target.version} is already the champion")
         self.threshold(target)
+        return current, target
 
-        challenger_before = self.aliases().get(CHALLENGER)
-        moves: list[tuple[str, str | None]] = [(CHAMPION, target.version)]
-        if challenger_before == target.version:
-            moves.append((CHALLENGER, None))
-        self._move_aliases(moves)
-
-        at = utc_now().isoformat()
-        tag_errors = self._tag(
-            target.version,
-            {
-                "rollback_restored_at": at,
-                "rollback_from_version": current.version,
-                "rollback_reason": reason,
-                "rollback_actor": actor,
-            },
-        )
-        tag_errors += self._tag(
-            current.version,
-            {
-                "rolled_back_at": at,
-                "rolled_back_to_version": target.version,
-                "rolled_back_reason": reason,
-                "rolled_back_actor": actor,
-            },
-        )
-        event: dict[str, Any] = {
-            "kind": ROLLBACK,
-            "from_version": current.version,
-            "from_run_id": current.run_id,
-            "to_version": target.version,
-            "to_run_id": target.run_id,
-            "previous_champion_version": current.version,
-            "champion_version": target.version,
-            "challenger_version": None if challenger_before == target.version else challenger_before,
-            "reason": reason,
-            "actor": actor,
-        }
+    def _audit(self, event: dict[str, Any], tag_errors: list[str]) -> dict[str, Any]:
+        """Append the event (with its ``tag_errors``, if any): the last write of every change."""
         if tag_errors:
-            event["tag_errors"] = tag_errors
-        return self._append(event)
+            event = {**event, "tag_errors": tag_errors}
+        try:
+            return self.audit.append(event)
+        except Exception as exc:
+            raise RegistryError(
+                f"model {self.name!r}: aliases were moved (champion={event.get('champion_version')},"
+                f" challenger={event.get('challenger_version')}) but the audit entry could not be written: {exc};"
+                " alias_moves_outside_platform() reports this move until it is audited"
+            ) from exc
 
     # -- history --------------------------------------------------------------------------------------------------
 

@@ -466,7 +466,7 @@ def _tag_version(settings: Settings, info: DatasetInfo, fits: Any, version: str,
     """The registered version's tags: threshold, label cut-off, windows, evidence and the runs behind it."""
     from mlflow import MlflowClient
 
-    from training_lib.modeling.registry import (
+    from training_lib.modeling.aliases import (
         EVALUATION_RUN_TAG,
         LABELS_THROUGH_TAG,
         THRESHOLD_TAG,
@@ -535,8 +535,9 @@ def evaluate_candidates(settings: Settings, candidate_version: str, dataset_id: 
     from mlflow import MlflowClient
     from sklearn.metrics import average_precision_score
 
+    from training_lib.modeling.aliases import EVALUATION_RUN_TAG, fitted_through
     from training_lib.modeling.fitting import predict
-    from training_lib.modeling.registry import EVALUATION_RUN_TAG, Registry, fitted_through
+    from training_lib.modeling.registry import Registry
 
     info, parts = load_dataset(settings, dataset_id)
     test = parts["test"]

@@ -8,7 +8,7 @@ from typing import Any
 from training_lib.config import Settings
 from training_lib.lake.layout import LABELS
 from training_lib.lake.storage import Lake
-from training_lib.modeling.registry import LABELS_THROUGH_TAG
+from training_lib.modeling.aliases import LABELS_THROUGH_TAG
 
 
 def champion_labels_through(settings: Settings) -> date | None:

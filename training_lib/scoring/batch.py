@@ -93,7 +93,8 @@ def prediction_schema() -> pa.Schema:
 
 def _resolve_champion(settings: Settings) -> Champion:
     """``@champion`` now, with its stored threshold and last fitted day; the model is not loaded."""
-    from training_lib.modeling.registry import Registry, fitted_through
+    from training_lib.modeling.aliases import fitted_through
+    from training_lib.modeling.registry import Registry
 
     registry = Registry(settings)
     version = registry.champion()
