@@ -57,8 +57,8 @@ def span(frame, first: int, last: int):
 
 def retrain(frame, first: int, last: int, space):
     """The platform's fits on the window of days ``first`` .. ``last``, split as a retrain splits it."""
+    from training_lib.modeling.dataset import split_days
     from training_lib.modeling.fitting import fit_window
-    from training_lib.modeling.train import split_days
 
     splits = split_days(list(range(first, last + 1)))
     parts = {name: frame[frame["offset"].isin(days)].reset_index(drop=True) for name, days in splits.items()}

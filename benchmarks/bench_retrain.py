@@ -37,7 +37,9 @@ def main() -> None:
     from training_lib.config import load_stack_settings
     from training_lib.lake.storage import Lake
     from training_lib.local.stack import LocalStack
-    from training_lib.modeling.train import build_dataset, evaluate_candidates, train_and_log
+    from training_lib.modeling.dataset import build_dataset
+    from training_lib.modeling.evaluate import evaluate_candidates
+    from training_lib.modeling.train import train_and_log
     from training_lib.simulation.scenario import SimulationConfig
     from training_lib.simulation.simulate import Simulator, publish_validated_days
 

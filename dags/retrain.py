@@ -70,8 +70,8 @@ def retrain():
     @task.short_circuit
     def check_cooldown() -> bool:
         from training_lib.config import load_settings
+        from training_lib.modeling.cooldown import cooldown_days, cooldown_remaining, retrain_data_day
         from training_lib.modeling.registry import Registry
-        from training_lib.modeling.train import cooldown_days, cooldown_remaining, retrain_data_day
         from training_lib.monitoring.health import require_mlflow
 
         context = get_current_context()
@@ -96,8 +96,8 @@ def retrain():
         from dataclasses import asdict
 
         from training_lib.config import load_settings
-        from training_lib.modeling.train import build_dataset as snapshot_dataset
-        from training_lib.modeling.train import retrain_data_day
+        from training_lib.modeling.cooldown import retrain_data_day
+        from training_lib.modeling.dataset import build_dataset as snapshot_dataset
 
         context = get_current_context()
         settings = load_settings()
@@ -110,7 +110,8 @@ def retrain():
     @task
     def train(dataset: dict) -> dict:
         from training_lib.config import load_settings
-        from training_lib.modeling.train import load_dataset, train_and_log, trained_for_dataset
+        from training_lib.modeling.dataset import load_dataset
+        from training_lib.modeling.train import train_and_log, trained_for_dataset
         from training_lib.monitoring.health import require_mlflow
 
         context = get_current_context()
@@ -126,7 +127,7 @@ def retrain():
     @task
     def evaluate(trained: dict) -> dict:
         from training_lib.config import load_settings
-        from training_lib.modeling.train import evaluate_candidates
+        from training_lib.modeling.evaluate import evaluate_candidates
 
         return evaluate_candidates(load_settings(), trained["version"], trained["dataset_id"])
 

@@ -34,7 +34,7 @@ from training_lib.local.demo_summary import format_summary
 from training_lib.local.environment import LOOPBACK
 from training_lib.local.processes import listening_addresses
 from training_lib.local.stack import LocalStack
-from training_lib.modeling.train import DATASETS
+from training_lib.modeling.dataset import DATASETS
 from training_lib.simulation.simulate import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

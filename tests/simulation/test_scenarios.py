@@ -13,10 +13,10 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from training_lib.config import PROJECT_ROOT
+from training_lib.modeling.dataset import split_days
 from training_lib.modeling.features import build_features
 from training_lib.modeling.fitting import fit_window, load_search_space, predict
 from training_lib.modeling.gate import decide
-from training_lib.modeling.train import split_days
 from training_lib.simulation.scenario import SimulationConfig
 from training_lib.simulation.simulate import Simulator
 

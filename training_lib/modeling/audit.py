@@ -7,15 +7,12 @@ import json
 import logging
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from training_lib.lake.layout import AUDIT_REGISTRY
 from training_lib.lake.objects import LakeError
 from training_lib.lake.storage import Lake
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from training_lib.config import Settings
 from training_lib.lake.layout import LABELS, PREDICTIONS, REPORTS_PERFORMANCE
 from training_lib.lake.storage import Lake
+from training_lib.modeling.dataset import MATURED_LABEL_SHARE, load_labels
 from training_lib.modeling.fitting import evaluate
-from training_lib.modeling.train import MATURED_LABEL_SHARE, load_labels
 from training_lib.notify import Notification
 
 if TYPE_CHECKING:
@@ -287,7 +287,7 @@ def performance_trigger(
 
     Emits only when the champion is degraded and one of the days it is judged on matured in this run, so a
     judgement triggers once, not every night."""
-    from training_lib.modeling.train import PERFORMANCE
+    from training_lib.modeling.cooldown import PERFORMANCE
 
     status = champion_performance(settings, today, lake)
     if status is None:
