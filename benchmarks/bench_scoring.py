@@ -99,7 +99,8 @@ def main() -> None:
     from training_lib.local.stack import LocalStack
     from training_lib.modeling.features import FEATURE_COLUMNS, build_features, load_history, validated_frame
     from training_lib.modeling.train import seed_champion
-    from training_lib.scoring.batch import load_champion, score_day
+    from training_lib.scoring.batch import score_day
+    from training_lib.scoring.champion import load_champion
     from training_lib.simulation.scenario import SimulationConfig
     from training_lib.simulation.simulate import Simulator, publish_validated_days
 

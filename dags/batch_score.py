@@ -61,21 +61,21 @@ def batch_score():
         @task
         def plan() -> list[dict]:
             from training_lib.config import load_settings
-            from training_lib.scoring.batch import plan_scoring
+            from training_lib.scoring.plan import plan_scoring
 
             return plan_scoring(load_settings(), run_day(), run_id=get_current_context()["run_id"])
 
         @task(map_index_template=SHARD_LABEL)
         def score_shard(spec: dict) -> dict:
             from training_lib.config import load_settings
-            from training_lib.scoring.batch import score_shard
+            from training_lib.scoring.shard import score_shard
 
             return score_shard(load_settings(), spec)
 
         @task
         def commit(specs: list[dict], results: list[dict]) -> dict:
             from training_lib.config import load_settings
-            from training_lib.scoring.batch import commit_scoring
+            from training_lib.scoring.commit import commit_scoring
 
             return commit_scoring(load_settings(), specs, list(results))
 

@@ -122,7 +122,8 @@ def test_rerunning_a_day_leaves_the_partition_unchanged(local_stack, lake, score
 
 
 def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored) -> None:
-    from training_lib.scoring.batch import load_champion, score_day
+    from training_lib.scoring.batch import score_day
+    from training_lib.scoring.champion import load_champion
 
     champion = load_champion(local_stack.settings)
     real = champion.model
@@ -148,7 +149,10 @@ def test_a_failed_run_leaves_no_visible_partial_output(local_stack, lake, scored
 def test_shards_give_the_predictions_of_one_shard_row_for_row(local_stack, lake, scored) -> None:
     import pandas as pd
 
-    from training_lib.scoring.batch import IncompleteScoring, commit_scoring, plan_scoring, score_day, score_shard
+    from training_lib.scoring.batch import score_day
+    from training_lib.scoring.commit import commit_scoring
+    from training_lib.scoring.plan import IncompleteScoring, plan_scoring
+    from training_lib.scoring.shard import score_shard
 
     settings = local_stack.settings
     one = score_day(dataclasses.replace(settings, scoring_shard_rows=10**7), SCORED, run_id="test-one-shard")
@@ -174,7 +178,10 @@ def test_shards_give_the_predictions_of_one_shard_row_for_row(local_stack, lake,
 def test_moving_the_alias_between_runs_changes_the_model_version(local_stack, lake, champion_version, scored) -> None:
     from mlflow import MlflowClient
 
-    from training_lib.scoring.batch import commit_scoring, plan_scoring, score_day, score_shard
+    from training_lib.scoring.batch import score_day
+    from training_lib.scoring.commit import commit_scoring
+    from training_lib.scoring.plan import plan_scoring
+    from training_lib.scoring.shard import score_shard
 
     settings = local_stack.settings
     second = _train(settings, window=4)

@@ -23,7 +23,7 @@ from training_lib.monitoring.performance import (
     realized_quality,
     summary_key,
 )
-from training_lib.scoring.batch import prediction_schema
+from training_lib.scoring.shard import prediction_schema
 
 DAY = date(2024, 3, 1)
 PREDICTION_SCHEMA = prediction_schema()  # exactly what batch scoring writes

@@ -19,18 +19,12 @@ from training_lib.config import Settings
 from training_lib.lake.layout import PREDICTIONS, REPORTS_SCORING
 from training_lib.lake.storage import Lake
 from training_lib.privacy import card_tokens
-from training_lib.scoring.batch import (
-    Champion,
-    IncompleteScoring,
-    _read_spill,
-    _spill,
-    assign_cards,
-    card_hashes,
-    commit_scoring,
-    plan_scoring,
-    score_day,
-    score_shard,
-)
+from training_lib.scoring.batch import score_day
+from training_lib.scoring.champion import Champion
+from training_lib.scoring.commit import commit_scoring
+from training_lib.scoring.plan import IncompleteScoring, plan_scoring
+from training_lib.scoring.shard import score_shard
+from training_lib.scoring.spill import assign_cards, card_hashes, read_spill, spill_by_card
 from training_lib.simulation.scenario import SimulationConfig
 from training_lib.simulation.simulate import Simulator, publish_validated_days
 
@@ -49,18 +43,18 @@ def _cards_table(n: int = 600, cards: int = 97) -> pa.Table:
 def test_spill_files_hold_card_tokens_never_card_numbers(tmp_path) -> None:
     cards = [f"4{i % 7:015d}" for i in range(50)]
     table = pa.table({"cc_num": cards, "amt": [float(i) for i in range(50)], "trans_num": [f"t{i}" for i in range(50)]})
-    rows = _spill(iter(table.to_batches(max_chunksize=16)), 3, tmp_path, "day", KEY)
+    rows = spill_by_card(iter(table.to_batches(max_chunksize=16)), 3, tmp_path, "day", KEY)
     files = sorted(tmp_path.glob("day-*.arrow"))
     assert rows == 50 and len(files) > 1
-    spilled = pa.concat_tables([_read_spill(path) for path in files]).to_pydict()
+    spilled = pa.concat_tables([read_spill(path) for path in files]).to_pydict()
     assert sorted(spilled["trans_num"]) == sorted(table.column("trans_num").to_pylist())
     expected = dict(zip(table.column("trans_num").to_pylist(), card_tokens(cards, KEY), strict=True))
     assert [expected[t] for t in spilled["trans_num"]] == spilled["cc_num"]
     raw = b"".join(path.read_bytes() for path in files)
     assert not any(card.encode() in raw for card in set(cards))
     for path in files:  # every card's rows are in one bucket: its history stays exact
-        assert not set(_read_spill(path).column("cc_num").to_pylist()) & {
-            c for other in files if other != path for c in _read_spill(other).column("cc_num").to_pylist()
+        assert not set(read_spill(path).column("cc_num").to_pylist()) & {
+            c for other in files if other != path for c in read_spill(other).column("cc_num").to_pylist()
         }
 
 
@@ -83,10 +77,10 @@ def test_shards_partition_the_cards_and_cover_every_row(tmp_path) -> None:
     for shard in range(3):
         folder = tmp_path / f"s{shard}"
         folder.mkdir()
-        rows = _spill(iter(batches), 2, folder, "day", KEY, shards=3, shard=shard)
+        rows = spill_by_card(iter(batches), 2, folder, "day", KEY, shards=3, shard=shard)
         files = sorted(folder.glob("day-*.arrow"))
         assert files and all(path.name.startswith(f"day-{shard:05d}-") for path in files)
-        spilled = pa.concat_tables([_read_spill(path) for path in files])
+        spilled = pa.concat_tables([read_spill(path) for path in files])
         assert spilled.num_rows == rows
         per_shard.append(spilled.to_pydict())
     trans = [set(s["trans_num"]) for s in per_shard]
@@ -95,16 +89,16 @@ def test_shards_partition_the_cards_and_cover_every_row(tmp_path) -> None:
     assert all(not cards[a] & cards[b] for a in range(3) for b in range(a + 1, 3))  # each card in one shard
     everything = tmp_path / "all"
     everything.mkdir()
-    assert _spill(iter(batches), 2, everything, "day", KEY, shards=3) == table.num_rows  # all shards at once
+    assert spill_by_card(iter(batches), 2, everything, "day", KEY, shards=3) == table.num_rows  # all shards at once
     for shard in range(3):
         files = sorted(everything.glob(f"day-{shard:05d}-*.arrow"))
-        assert set(pa.concat_tables([_read_spill(p) for p in files])["trans_num"].to_pylist()) == trans[shard]
+        assert set(pa.concat_tables([read_spill(p) for p in files])["trans_num"].to_pylist()) == trans[shard]
     one = tmp_path / "one"
     one.mkdir()
-    _spill(iter(batches), 4, one, "day", KEY, shards=1)
+    spill_by_card(iter(batches), 4, one, "day", KEY, shards=1)
     for path in sorted(one.glob("day-*.arrow")):  # one shard: the buckets are h % buckets, as unsharded
         bucket = int(path.stem.rsplit("-", 1)[1])
-        tokens = _read_spill(path).column("cc_num")
+        tokens = read_spill(path).column("cc_num")
         assert set((card_hashes(tokens) % np.uint64(4)).tolist()) == {bucket}
 
 
