@@ -34,7 +34,7 @@ from bad_inputs_cases import (
     plan,
 )
 
-from training_lib.ingestion.quality import REASON, SOURCE_FILE, SOURCE_LINE
+from training_lib.ingestion.quarantine import REASON, SOURCE_FILE, SOURCE_LINE
 from training_lib.lake.layout import (
     LABELS,
     LANDING_LABELS,

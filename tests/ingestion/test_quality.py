@@ -8,17 +8,14 @@ from datetime import date
 
 import pytest
 
+from training_lib.ingestion.expectations import data_docs_files, load_suite
 from training_lib.ingestion.quality import (
-    REASON,
-    SOURCE_FILE,
-    SOURCE_LINE,
     QualityGateError,
-    data_docs_files,
     enforce_quarantine_limit,
-    load_suite,
     validate_labels,
     validate_transactions,
 )
+from training_lib.ingestion.quarantine import REASON, SOURCE_FILE, SOURCE_LINE
 from training_lib.ingestion.schema import CATEGORIES, TRANSACTION_COLUMN_NAMES
 
 DAY = date(2026, 3, 1)

@@ -60,7 +60,7 @@ def publish_quality_report(lake: Lake, day: date, summary: dict[str, Any], docs_
 
     The day's site is replaced, not merged: pages of an earlier validation of the day (GX names them by run
     time) are deleted once the new site is up, so a re-run leaves one site describing the latest validation."""
-    from training_lib.ingestion.quality import data_docs_files
+    from training_lib.ingestion.expectations import data_docs_files
 
     if docs_dir is not None:
         written = {
@@ -81,13 +81,9 @@ def validate_transactions_day(settings: Settings, day: date) -> dict[str, Any]:
     """
     import shutil
 
-    from training_lib.ingestion.quality import (
-        enforce_quarantine_limit,
-        exceeds_quarantine_limit,
-        quarantine_arrow,
-        temporary_docs_dir,
-        validate_transactions,
-    )
+    from training_lib.ingestion.expectations import temporary_docs_dir
+    from training_lib.ingestion.quality import enforce_quarantine_limit, exceeds_quarantine_limit, validate_transactions
+    from training_lib.ingestion.quarantine import quarantine_arrow
     from training_lib.ingestion.schema import to_validated_arrow
 
     lake = Lake(settings)
@@ -163,7 +159,8 @@ def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
     """Validate the day's label files and publish ``labels/dt=D`` and ``quarantine/labels/dt=D``."""
     import pyarrow as pa
 
-    from training_lib.ingestion.quality import quarantine_arrow, validate_labels
+    from training_lib.ingestion.quality import validate_labels
+    from training_lib.ingestion.quarantine import quarantine_arrow
     from training_lib.ingestion.schema import label_arrow_schema
 
     lake = Lake(settings)
