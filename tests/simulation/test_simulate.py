@@ -432,7 +432,7 @@ def test_cli_writes_to_the_lake_bucket(monkeypatch: pytest.MonkeyPatch, capsys: 
 
     from training_lib.config import load_settings
     from training_lib.lake.objects import ensure_bucket, s3_client
-    from training_lib.simulation import simulate
+    from training_lib.simulation import cli
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
@@ -444,7 +444,7 @@ def test_cli_writes_to_the_lake_bucket(monkeypatch: pytest.MonkeyPatch, capsys: 
         ensure_bucket(settings)
         client = s3_client(settings)
         argv = ["--start", "2026-03-01", "--days", "2", "--customers", "200", "--transactions-per-day", "200"]
-        assert simulate.main([*argv, "--label-delay-days", "1", "--to-lake"]) == 0
+        assert cli.main([*argv, "--label-delay-days", "1", "--to-lake"]) == 0
         keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=settings.bucket)["Contents"])
         body = client.get_object(Bucket=settings.bucket, Key=keys[-1])["Body"].read()
         first_labels = client.get_object(Bucket=settings.bucket, Key=keys[0])["Body"].read()

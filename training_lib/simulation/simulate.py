@@ -31,109 +31,47 @@ Labels arrive late: :meth:`Simulator.labels` for ``day`` confirms every transact
 
 Modules: ``scenario`` (what to simulate), ``population`` (customers, merchants and their habits),
 ``spending`` (each part of a day: legitimate spending and the fraud patterns), ``simulate`` (a day as
-arrays, frames, text and files; the lake helper; the CLI).
+arrays, frames, text and files; the lake helper), ``text`` (values as the CSV holds them, CSV bytes),
+``incidents`` (malformed rows), ``cli`` (the command line).
 
 CLI: ``python -m training_lib.simulation.simulate --start 2026-01-01 --days 30 --out DIR`` (or ``--to-lake``,
-or ``--kaggle FILE``); see ``--help``.
+or ``--kaggle FILE``); see ``--help`` (``training_lib.simulation.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from training_lib.config import Settings, load_settings
+from training_lib.config import Settings
 from training_lib.ingestion.schema import CATEGORIES, LABEL_COLUMN_NAMES, TRANSACTION_COLUMN_NAMES
-from training_lib.lake.layout import LANDING_LABELS, LANDING_TRANSACTIONS, partition_prefix
-from training_lib.lake.objects import s3_client
 from training_lib.lake.storage import Lake
 from training_lib.simulation import spending
+from training_lib.simulation.incidents import malform
 from training_lib.simulation.population import Population, day_epoch
 from training_lib.simulation.scenario import (
     DAY_OF_WEEK_VOLUME,
-    MALFORMED_KINDS,
     SECONDS_PER_DAY,
-    UNKNOWN_CATEGORIES,
     VOLUME_SEASON,
-    DayRef,
     SimulationConfig,
+)
+from training_lib.simulation.text import (
+    csv_bytes,
+    feed_csv,
+    fixed_width_strings,
+    float_text,
+    pandas_strings,
+    timestamp_text,
 )
 
 CUSTOMER_STRING_COLUMNS = ("cc_num", "first", "last", "gender", "street", "city", "state", "zip", "job")
-CSV_SPECIAL_BYTES = np.frombuffer(b',"\r\n', dtype=np.uint8)
-
-
-def _fixed_width_strings(data: bytes, width: int, n: int) -> pa.Array:
-    """A string array of ``n`` values of ``width`` bytes each, laid end to end in ``data``."""
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-
-
-def _timestamp_text(seconds: np.ndarray) -> pa.Array:
-    """'YYYY-MM-DD HH:MM:SS' of Unix times (fast path for times on one day)."""
-    n = len(seconds)
-    if n == 0:
-        return pa.array([], type=pa.string())
-    days = seconds // SECONDS_PER_DAY
-    if days.min() != days.max():
-        text = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
-        return pa.array(np.char.replace(text, "T", " ").astype(object), type=pa.string())
-    prefix = np.frombuffer(str(np.datetime64(int(days[0]), "D")).encode() + b" ", dtype=np.uint8)
-    of_day = seconds - days * SECONDS_PER_DAY
-    hours, rest = np.divmod(of_day, 3600)
-    minutes, secs = np.divmod(rest, 60)
-    out = np.empty((n, 19), dtype=np.uint8)
-    out[:, :11] = prefix
-    out[:, 13] = out[:, 16] = ord(":")
-    for position, value in ((11, hours), (14, minutes), (17, secs)):
-        out[:, position] = value // 10 + ord("0")
-        out[:, position + 1] = value % 10 + ord("0")
-    return _fixed_width_strings(out.tobytes(), 19, n)
-
-
-def _float_text(values: np.ndarray) -> pa.Array:
-    """Shortest text that reads back as the same float."""
-    return pa.array(values, type=pa.float64()).cast(pa.string())
-
-
-def _csv_field(column: pa.Array) -> pa.Array:
-    """A text column with CSV quoting where a value needs it (delimiter, quote or line break)."""
-    data = column.buffers()[2]
-    if data is None or not np.isin(np.frombuffer(data, dtype=np.uint8), CSV_SPECIAL_BYTES).any():
-        return column  # fast path: no value of the column needs quotes
-    needs_quotes = pc.match_substring_regex(column, r'[",\r\n]')
-    quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
-    return pc.if_else(needs_quotes, quoted, column)
-
-
-def csv_bytes(table: pa.Table, header: Sequence[str] | None = None) -> bytes:
-    """CSV of a table of text columns: one header line, minimal quoting, '\\n' line ends."""
-    header = list(header) if header is not None else table.column_names
-    head = (",".join(header) + "\n").encode()
-    if table.num_rows == 0:
-        return head
-    columns = [_csv_field(table.column(i).combine_chunks().fill_null("")) for i in range(table.num_columns)]
-    lines = pc.binary_join_element_wise(*columns, ",")
-    lines = pc.binary_join_element_wise(lines, "", "\n")
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
-    return head + bytes(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
-
-
-def _pandas_strings(values: pa.Array | np.ndarray) -> pd.arrays.StringArray:
-    if isinstance(values, pa.Array):
-        values = values.to_numpy(zero_copy_only=False)
-    return pd.array(values.astype(object), dtype="string")
 
 
 @dataclass
@@ -161,9 +99,6 @@ class DayArrays:
         return cls(**{key: value[order] for key, value in joined.items()}, trans_num=trans_num)
 
 
-# --------------------------------------------------------------------------- the simulator
-
-
 class Simulator:
     """Customers, merchants and daily transactions of one :class:`SimulationConfig`."""
 
@@ -176,15 +111,15 @@ class Simulator:
             column: pa.array(self.customers[column].astype(str).to_numpy(dtype=object), type=pa.string())
             for column in CUSTOMER_STRING_COLUMNS
         }
-        self._customer_text["lat"] = _float_text(self.customers["lat"].to_numpy())
-        self._customer_text["long"] = _float_text(self.customers["long"].to_numpy())
+        self._customer_text["lat"] = float_text(self.customers["lat"].to_numpy())
+        self._customer_text["long"] = float_text(self.customers["long"].to_numpy())
         self._customer_text["city_pop"] = pa.array(self.customers["city_pop"].to_numpy()).cast(pa.string())
         self._customer_text["dob"] = pa.array(self.customers["dob"].dt.strftime("%Y-%m-%d").to_numpy(dtype=object))
-        self._customer_strings = {c: _pandas_strings(self._customer_text[c]) for c in CUSTOMER_STRING_COLUMNS}
+        self._customer_strings = {c: pandas_strings(self._customer_text[c]) for c in CUSTOMER_STRING_COLUMNS}
         self._merchant_text = pa.array(self.merchants["merchant"].to_numpy(dtype=object), type=pa.string())
-        self._merchant_strings = _pandas_strings(self._merchant_text)
+        self._merchant_strings = pandas_strings(self._merchant_text)
         self._category_text = pa.array(list(CATEGORIES), type=pa.string())
-        self._category_strings = _pandas_strings(np.array(CATEGORIES, dtype=object))
+        self._category_strings = pandas_strings(np.array(CATEGORIES, dtype=object))
 
     def on_trip(self, day: date) -> np.ndarray:
         """Per customer (rows of :attr:`customers`): whether they are away on a trip on ``day``."""
@@ -248,7 +183,7 @@ class Simulator:
             "city_pop": pd.array(customers["city_pop"].to_numpy()[customer], dtype="Int64"),
             "job": strings["job"],
             "dob": customers["dob"].to_numpy()[customer],
-            "trans_num": _pandas_strings(_fixed_width_strings(arrays.trans_num, 32, len(arrays))),
+            "trans_num": pandas_strings(fixed_width_strings(arrays.trans_num, 32, len(arrays))),
             "unix_time": pd.array(arrays.seconds, dtype="Int64"),
             "merch_lat": arrays.merch_lat,
             "merch_long": arrays.merch_long,
@@ -256,99 +191,53 @@ class Simulator:
         }
         return pd.DataFrame(columns)[list(TRANSACTION_COLUMN_NAMES)]
 
-    def _text_table(self, day: date) -> tuple[pa.Table, pd.Series, DayArrays]:
+    def text_table(self, day: date) -> tuple[pa.Table, pd.Series, DayArrays]:
+        """(the day as text columns, the malformation kind per row, the arrays it was rendered from)."""
         arrays = self.day_arrays(day)
         customer = pa.array(arrays.customer)
         text = {column: values.take(customer) for column, values in self._customer_text.items()}
         columns = {
-            "trans_date_trans_time": _timestamp_text(arrays.seconds),
+            "trans_date_trans_time": timestamp_text(arrays.seconds),
             "cc_num": text["cc_num"],
             "merchant": self._merchant_text.take(pa.array(arrays.merchant)),
             "category": self._category_text.take(pa.array(arrays.category)),
-            "amt": _float_text(arrays.amt),
+            "amt": float_text(arrays.amt),
             **{c: text[c] for c in ("first", "last", "gender", "street", "city", "state", "zip", "lat", "long")},
             "city_pop": text["city_pop"],
             "job": text["job"],
             "dob": text["dob"],
-            "trans_num": _fixed_width_strings(arrays.trans_num, 32, len(arrays)),
+            "trans_num": fixed_width_strings(arrays.trans_num, 32, len(arrays)),
             "unix_time": pa.array(arrays.seconds).cast(pa.string()),
-            "merch_lat": _float_text(arrays.merch_lat),
-            "merch_long": _float_text(arrays.merch_long),
+            "merch_lat": float_text(arrays.merch_lat),
+            "merch_long": float_text(arrays.merch_long),
             "is_fraud": pa.array(arrays.is_fraud).cast(pa.string()),
         }
         kinds = pd.Series([None] * len(arrays), dtype=object)
         if self.config.resolve(self.config.quality_incident_day) == day and len(arrays):
-            kinds = self._malform(day, columns, arrays)
+            kinds = malform(self.config, day, columns, arrays)
         return pa.table(columns), kinds, arrays
-
-    def _malform(self, day: date, columns: dict[str, pa.Array], arrays: DayArrays) -> pd.Series:
-        """Corrupt a share of the day's rows in place (a mix of MALFORMED_KINDS); returns the kind per row."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, 2, day.toordinal()]))
-        n = len(arrays)
-        n_bad = min(round(self.config.quality_incident_share * n), n - 1)
-        rows = rng.choice(n, size=max(n_bad, 0), replace=False)
-        kinds = pd.Series([None] * n, dtype=object)
-        kinds.iloc[rows] = np.array(MALFORMED_KINDS, dtype=object)[rng.permutation(len(rows)) % len(MALFORMED_KINDS)]
-        touched = ("trans_date_trans_time", "cc_num", "category", "amt", "lat", "trans_num", "unix_time")
-        text = {c: columns[c].to_numpy(zero_copy_only=False).astype(object) for c in touched}
-        good = np.flatnonzero(kinds.isna().to_numpy())
-        for kind in MALFORMED_KINDS:
-            where = np.flatnonzero((kinds == kind).to_numpy())
-            m = len(where)
-            if not m:
-                continue
-            if kind == "negative_amount":
-                text["amt"][where] = ["-" + value for value in text["amt"][where]]
-            elif kind == "zero_amount":
-                text["amt"][where] = rng.choice(np.array(["0", "0.00", "-0.0"], dtype=object), m)
-            elif kind == "unknown_category":
-                text["category"][where] = rng.choice(np.array(UNKNOWN_CATEGORIES, dtype=object), m)
-            elif kind == "cc_num_scientific":
-                text["cc_num"][where] = [f"{float(value):.5E}" for value in text["cc_num"][where]]
-            elif kind == "latitude_out_of_range":
-                lat = rng.choice([-1.0, 1.0], m) * rng.uniform(90.5, 180.0, m)
-                text["lat"][where] = [f"{value:.4f}" for value in lat]
-            elif kind == "unparseable_date":
-                stamps = arrays.seconds[where].astype("datetime64[s]").astype(datetime)
-                text["trans_date_trans_time"][where] = [s.strftime("%d-%m-%Y %H:%M") for s in stamps]
-            elif kind == "empty_trans_num":
-                text["trans_num"][where] = ""
-            elif kind == "wrong_day_timestamp":
-                moved = arrays.seconds[where] + rng.choice([-3, -1, 1, 2], m) * SECONDS_PER_DAY
-                text["trans_date_trans_time"][where] = _timestamp_text(moved).to_numpy(zero_copy_only=False)
-                text["unix_time"][where] = moved.astype(str).astype(object)
-            elif kind == "duplicate_trans_num":
-                # Copy the trans_num of a good row earlier in the file: the first copy is the original.
-                for row in where:
-                    earlier = good[good < row]
-                    if len(earlier):
-                        text["trans_num"][row] = text["trans_num"][earlier[rng.integers(len(earlier))]]
-                    else:  # nothing earlier to duplicate: the row stays good
-                        kinds.iloc[row] = None
-        for column, values in text.items():
-            columns[column] = pa.array(values, type=pa.string())
-        return kinds
 
     def transactions_text(self, day: date) -> tuple[pd.DataFrame, pd.Series]:
         """The day as a CSV holds it: every value a string (is_fraud included), and the malformation
         kind of every row (None for good rows; only a quality-incident day has malformed rows)."""
-        table, kinds, _ = self._text_table(day)
+        table, kinds, _ = self.text_table(day)
         return table.to_pandas(), kinds
 
     def labels(self, day: date) -> pd.DataFrame:
         """Labels confirmed on ``day``: trans_num, is_fraud, confirmed_at of every transaction made
         ``label_delay_days`` earlier; empty while that is before ``start``. Dtypes as read_labels gives."""
-        table = self._labels_table(day)
+        table = self.labels_table(day)
         frame = pd.DataFrame(
             {
-                "trans_num": _pandas_strings(table.column("trans_num").combine_chunks()),
+                "trans_num": pandas_strings(table.column("trans_num").combine_chunks()),
                 "is_fraud": pd.array(table.column("is_fraud").to_numpy(), dtype="Int8"),
                 "confirmed_at": table.column("confirmed_at").to_numpy().astype("datetime64[ns]"),
             }
         )
         return frame[list(LABEL_COLUMN_NAMES)]
 
-    def _labels_table(self, day: date) -> pa.Table:
+    def labels_table(self, day: date) -> pa.Table:
+        """The labels confirmed on ``day`` (typed: trans_num, is_fraud, confirmed_at), ordered by confirmation."""
         source = day - timedelta(days=self.config.label_delay_days)
         if source < self.config.start:
             arrays = None
@@ -362,7 +251,7 @@ class Simulator:
         if arrays is None:
             trans_num, is_fraud = pa.array([], type=pa.string()), np.zeros(0, dtype=np.int8)
         else:
-            trans_num = _fixed_width_strings(arrays.trans_num, 32, n).take(pa.array(order))
+            trans_num = fixed_width_strings(arrays.trans_num, 32, n).take(pa.array(order))
             is_fraud = arrays.is_fraud[order]
         return pa.table(
             {
@@ -374,32 +263,21 @@ class Simulator:
 
     # ----------------------------------------------------------------- files
 
-    @staticmethod
-    def _feed_csv(table: pa.Table, include_label: bool, kaggle_index: bool, index_start: int) -> bytes:
-        if not include_label:
-            table = table.drop_columns(["is_fraud"])
-        header = list(table.column_names)
-        if kaggle_index:
-            index = pa.array(np.arange(index_start, index_start + table.num_rows)).cast(pa.string())
-            table = table.add_column(0, "index", index)
-            header = ["", *header]
-        return csv_bytes(table, header)
-
     def day_csv_bytes(
         self, day: date, include_label: bool = False, kaggle_index: bool = True, index_start: int = 0
     ) -> bytes:
         """The day's feed as a CSV file in the Kaggle layout (with its unnamed index column unless
         ``kaggle_index`` is False). The daily feed omits is_fraud by default: labels arrive later."""
-        return self._feed_csv(self._text_table(day)[0], include_label, kaggle_index, index_start)
+        return feed_csv(self.text_table(day)[0], include_label, kaggle_index, index_start)
 
     def labels_csv_bytes(self, day: date) -> bytes:
         """The label file confirmed on ``day`` (trans_num, is_fraud, confirmed_at); header only if none."""
-        table = self._labels_table(day)
+        table = self.labels_table(day)
         text = pa.table(
             {
                 "trans_num": table.column("trans_num").combine_chunks(),
                 "is_fraud": table.column("is_fraud").combine_chunks().cast(pa.string()),
-                "confirmed_at": _timestamp_text(table.column("confirmed_at").to_numpy().astype(np.int64)),
+                "confirmed_at": timestamp_text(table.column("confirmed_at").to_numpy().astype(np.int64)),
             }
         )
         return csv_bytes(text)
@@ -427,140 +305,7 @@ def publish_validated_days(
     return rows
 
 
-# --------------------------------------------------------------------------- CLI
+if __name__ == "__main__":  # the documented command; the command line lives in training_lib.simulation.cli
+    from training_lib.simulation.cli import main
 
-
-def parse_day_ref(text: str) -> DayRef:
-    """'2026-01-15' -> a date; '14' -> an offset in days from the start."""
-    text = text.strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD or a day offset, got {text!r}") from exc
-
-
-def _day_and_number(text: str) -> tuple[DayRef, float]:
-    day, sep, number = text.rpartition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected DAY:NUMBER, got {text!r}")
-    try:
-        return parse_day_ref(day), float(number)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected DAY:NUMBER, got {text!r}") from exc
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training_lib.simulation.simulate",
-        description="Simulate daily card transactions (Sparkov/Kaggle layout) and their late labels.",
-    )
-    parser.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
-    parser.add_argument("--days", type=int, default=1, help="number of days (default 1)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--customers", type=int, default=10_000, help="number of card holders")
-    parser.add_argument("--transactions-per-day", type=int, default=20_000)
-    parser.add_argument("--label-delay-days", type=int, default=None, help="default: FRAUD_LABEL_DELAY_DAYS")
-    parser.add_argument("--amount-inflation", type=_day_and_number, metavar="DAY:FACTOR")
-    parser.add_argument("--category-shift", type=parse_day_ref, metavar="DAY", help="more online spending from DAY")
-    parser.add_argument("--new-fraud-pattern", type=parse_day_ref, metavar="DAY", help="card testing from DAY")
-    parser.add_argument(
-        "--fraud-shift", type=parse_day_ref, metavar="DAY", help="a fraud ring in everyday categories from DAY"
-    )
-    parser.add_argument("--quality-incident", type=_day_and_number, metavar="DAY:SHARE")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--out", type=Path, metavar="DIR", help="write the lake layout under DIR")
-    target.add_argument("--to-lake", action="store_true", help="write to the platform bucket (FRAUD_BUCKET)")
-    parser.add_argument("--kaggle", type=Path, metavar="FILE", help="also one Kaggle-style CSV with is_fraud")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace, settings: Settings) -> SimulationConfig:
-    options: dict[str, object] = {}
-    if args.amount_inflation:
-        options["amount_inflation_day"], options["amount_inflation_factor"] = args.amount_inflation
-    if args.quality_incident:
-        options["quality_incident_day"], options["quality_incident_share"] = args.quality_incident
-    return SimulationConfig(
-        seed=args.seed,
-        start=args.start,
-        n_customers=args.customers,
-        transactions_per_day=args.transactions_per_day,
-        label_delay_days=settings.label_delay_days if args.label_delay_days is None else args.label_delay_days,
-        category_shift_day=args.category_shift,
-        new_fraud_pattern_day=args.new_fraud_pattern,
-        fraud_shift_day=args.fraud_shift,
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not (args.out or args.to_lake or args.kaggle):
-        parser.error("choose where to write: --out DIR, --to-lake and/or --kaggle FILE")
-    if args.days < 1:
-        parser.error("--days must be >= 1")
-    settings = load_settings()
-    try:
-        config = config_from_args(args, settings)
-    except ValueError as exc:
-        parser.error(str(exc))
-    simulator = Simulator(config, settings)
-    client = s3_client(settings) if args.to_lake else None
-
-    def write(key: str, data: bytes) -> None:
-        if client is not None:
-            client.put_object(Bucket=settings.bucket, Key=key, Body=data, ContentType="text/csv")
-        elif args.out:
-            path = args.out / key
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-
-    if args.kaggle:
-        args.kaggle.parent.mkdir(parents=True, exist_ok=True)
-    kaggle = args.kaggle.open("wb") if args.kaggle else None
-    totals = {"rows": 0, "frauds": 0, "malformed": 0}
-    began = time.perf_counter()
-    try:
-        for offset in range(args.days):
-            day = config.start + timedelta(days=offset)
-            started = time.perf_counter()
-            labels = 0
-            table, kinds, arrays = simulator._text_table(day)
-            if args.out or args.to_lake:
-                feed = simulator._feed_csv(table, include_label=False, kaggle_index=True, index_start=0)
-                write(f"{partition_prefix(LANDING_TRANSACTIONS, day)}/transactions.csv", feed)
-                labels = simulator._labels_table(day).num_rows
-                # Every day gets a label file, header-only while nothing has matured: a day without
-                # confirmations is a fact to record, not a missing delivery.
-                write(f"{partition_prefix(LANDING_LABELS, day)}/labels.csv", simulator.labels_csv_bytes(day))
-            if kaggle is not None:
-                data = simulator._feed_csv(table, include_label=True, kaggle_index=True, index_start=totals["rows"])
-                kaggle.write(data if offset == 0 else data[data.index(b"\n") + 1 :])
-            rows, frauds, malformed = len(arrays), int(arrays.is_fraud.sum()), int(kinds.notna().sum())
-            for key, value in (("rows", rows), ("frauds", frauds), ("malformed", malformed)):
-                totals[key] += value
-            print(
-                f"{day}  rows={rows:,}  frauds={frauds} ({frauds / max(rows, 1):.2%})  malformed={malformed}"
-                f"  labels={labels:,}  {time.perf_counter() - started:.2f}s",
-                flush=True,
-            )
-    finally:
-        if kaggle is not None:
-            kaggle.close()
-    destinations = [f"s3://{settings.bucket}/" if args.to_lake else f"{args.out}/" if args.out else "", args.kaggle]
-    print(
-        f"{args.days} day(s), {totals['rows']:,} transactions, {totals['frauds']:,} frauds "
-        f"({totals['frauds'] / max(totals['rows'], 1):.2%}), {totals['malformed']} malformed rows, "
-        f"{time.perf_counter() - began:.1f}s -> {', '.join(str(d) for d in destinations if d)}",
-        flush=True,
-    )
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())
