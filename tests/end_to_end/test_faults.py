@@ -38,7 +38,8 @@ from training_lib.lake.layout import (
     partition_prefix,
 )
 from training_lib.lake.storage import Lake
-from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
+from training_lib.local.airflow_api import TERMINAL_RUN_STATES, poll
+from training_lib.local.airflow_client import AirflowClient
 from training_lib.local.environment import StackPaths
 from training_lib.local.processes import http_ok, process_alive, recorded_pid, stop_processes
 from training_lib.simulation.scenario import SimulationConfig
@@ -131,7 +132,7 @@ def _wait_observing(client: AirflowClient, dag_id: str, run_id: str, observe, ti
         run = client.get_run(dag_id, run_id)
         return run if run["state"] in TERMINAL_RUN_STATES else None
 
-    return _poll(finished, timeout, f"{dag_id} run {run_id} to finish", interval=2.0), seen
+    return poll(finished, timeout, f"{dag_id} run {run_id} to finish", interval=2.0), seen
 
 
 def _assert_no_orphans(lake: Lake, dataset: str, day: date) -> dict:
@@ -182,14 +183,14 @@ def test_s3_server_frozen_during_validate_then_the_retry_publishes_whole_partiti
     client = _unpaused(local_stack.airflow(), "transactions_daily")
     day = FREEZE_DAY.isoformat()
     client.create_backfill("transactions_daily", day, day)
-    run_id = _poll(lambda: (client.backfill_runs("transactions_daily", [day]) or [{}])[0].get("dag_run_id"), 180,
+    run_id = poll(lambda: (client.backfill_runs("transactions_daily", [day]) or [{}])[0].get("dag_run_id"), 180,
                    "the backfill run")  # fmt: skip
 
     def validate_running() -> dict | None:
         ti = _ti(client, "transactions_daily", run_id, "quality.validate")
         return ti if ti and ti["state"] == "running" else None
 
-    _poll(validate_running, 600, "quality.validate to start", interval=0.2)
+    poll(validate_running, 600, "quality.validate to start", interval=0.2)
     os.kill(s3_pid, signal.SIGSTOP)
     frozen_at = time.monotonic()
     try:
@@ -199,7 +200,7 @@ def test_s3_server_frozen_during_validate_then_the_retry_publishes_whole_partiti
             gave_up = ti["try_number"] > 1 or ti["state"] in {"up_for_retry", "failed"}
             return ti if gave_up and time.monotonic() - frozen_at >= FREEZE_S else None
 
-        at_resume_ti = _poll(first_try_gave_up, FREEZE_CAP_S, "the validate attempt to give up on the frozen S3")
+        at_resume_ti = poll(first_try_gave_up, FREEZE_CAP_S, "the validate attempt to give up on the frozen S3")
     finally:
         os.kill(s3_pid, signal.SIGCONT)
     resumed_at = datetime.now().astimezone()
@@ -321,7 +322,7 @@ def test_mlflow_down_fails_retrain_clearly_and_a_rerun_succeeds_once_it_is_back(
 
     restarted_at = time.monotonic()
     client.clear_run("retrain", run_id, only_failed=True, busy_retries=5)
-    _poll(lambda: client.get_run("retrain", run_id)["state"] != "failed", 120, "the cleared run to restart")
+    poll(lambda: client.get_run("retrain", run_id)["state"] != "failed", 120, "the cleared run to restart")
     final = client.wait_for_run("retrain", run_id, timeout=1200)
     assert final["state"] == "success", _states(client, "retrain", run_id)
     _figure("mlflow_rerun_succeeded_after_s", round(time.monotonic() - restarted_at, 1))
@@ -371,7 +372,7 @@ def test_scoring_killed_mid_write_leaves_nothing_partial_and_the_retry_publishes
 
     client = _unpaused(local_stack.airflow(), "batch_score")
     run_id = client.trigger("batch_score", {"day": BIG_DAY.isoformat()})["dag_run_id"]
-    staged = _poll(lambda: _data_keys(lake, PREDICTIONS, BIG_DAY), 900, "the first staged part file", interval=0.1)
+    staged = poll(lambda: _data_keys(lake, PREDICTIONS, BIG_DAY), 900, "the first staged part file", interval=0.1)
     ti = _ti(client, "batch_score", run_id, "scoring.score_shard")  # the day is one shard: map index 0
     assert ti["state"] == "running" and ti["try_number"] == 1 and ti["map_index"] == 0, ti
     os.kill(_task_process(ti), signal.SIGKILL)

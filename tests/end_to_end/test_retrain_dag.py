@@ -16,7 +16,8 @@ import pytest
 
 from training_lib.lake.layout import AUDIT_REGISTRY
 from training_lib.lake.storage import Lake
-from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient, _poll
+from training_lib.local.airflow_api import TERMINAL_RUN_STATES, poll
+from training_lib.local.airflow_client import AirflowClient
 from training_lib.simulation.scenario import SimulationConfig
 from training_lib.simulation.simulate import Simulator, publish_validated_days
 
@@ -138,7 +139,7 @@ def test_an_asset_event_inside_the_cooldown_starts_retrain_which_skips(local_sta
         runs = [r for r in client.list_runs("retrain") if r["dag_run_id"] not in before]
         return runs[0] if runs and runs[0]["state"] in TERMINAL_RUN_STATES else None
 
-    run = _poll(asset_run, 300, "the asset-triggered retrain run")
+    run = poll(asset_run, 300, "the asset-triggered retrain run")
     assert run["run_type"] == "asset_triggered"
     states = client.task_states("retrain", run["dag_run_id"])
     assert states["check_cooldown"] == "success"

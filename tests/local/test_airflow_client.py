@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from training_lib.local import airflow_client
-from training_lib.local.airflow_client import AirflowApiError, AirflowClient
+from training_lib.local.airflow_api import AirflowApiError
+from training_lib.local.airflow_client import AirflowClient
 
 CLIENT_TIMEOUT_S = 0.3
 SLOW_S = 0.6  # longer than the client waits
@@ -264,3 +265,28 @@ def test_an_xcom_of_a_mapped_task_is_read_by_map_index(client: AirflowClient) ->
 def test_task_states_name_each_mapped_task_by_its_index(client: AirflowClient) -> None:
     states = client.task_states("d", "r/1")
     assert states == {"plan": "success", "score_shard[0]": "success", "score_shard[1]": "failed"}
+
+
+def test_each_day_waits_for_its_newest_backfill_run_to_finish_and_to_have_started_again() -> None:
+    def run(day: str, state: str, start: str, run_type: str = "backfill") -> dict:
+        return {"logical_date": f"{day}T00:00:00Z", "state": state, "start_date": start, "run_type": run_type}
+
+    newest_first = [
+        run("2026-01-02", "running", "2026-03-01T10:05"),
+        run("2026-01-01", "success", "2026-03-01T10:04"),
+        run("2026-01-01", "success", "2026-03-01T09:00"),  # an older backfill of the same day
+        run("2026-01-03", "success", "2026-03-01T08:00", run_type="manual"),
+    ]
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    latest = airflow_client.latest_backfill_runs(newest_first, days)
+    assert [(r["logical_date"][:10], r["start_date"]) for r in latest] == [
+        ("2026-01-01", "2026-03-01T10:04"),
+        ("2026-01-02", "2026-03-01T10:05"),
+    ]
+    assert airflow_client.pending_backfill_days(latest, days, {}) == [
+        "2026-01-02: running",
+        "2026-01-03: no backfill run",
+    ]
+    rerun = airflow_client.pending_backfill_days(latest[:1], days[:1], {"2026-01-01": "2026-03-01T10:04"})
+    assert rerun == ["2026-01-01: success, not started again (start_date 2026-03-01T10:04)"]
+    assert airflow_client.pending_backfill_days(latest[:1], days[:1], {"2026-01-01": "2026-03-01T09:00"}) == []

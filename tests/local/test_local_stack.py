@@ -14,7 +14,8 @@ import time
 import pytest
 
 from training_lib.lake.objects import s3_client
-from training_lib.local.airflow_client import AirflowApiError, AirflowClient
+from training_lib.local.airflow_api import AirflowApiError
+from training_lib.local.airflow_client import AirflowClient
 from training_lib.local.environment import StackPaths
 from training_lib.local.processes import (
     airflow_health,

@@ -1,89 +1,25 @@
-"""A small client of Airflow's REST API v2 (token auth), for the demo driver and the tests.
+"""A small client of Airflow's REST API v2, for the demo driver and the tests: DAGs, runs, tasks, backfills, Assets.
 
-Plain HTTP: no Airflow import, so it works against any Airflow 3 API server.
+Plain HTTP (:mod:`training_lib.local.airflow_api`): no Airflow import, so it works against any Airflow 3 API server.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from typing import Any
+
+from training_lib.local.airflow_api import TERMINAL_RUN_STATES, AirflowApi, AirflowApiError, poll
 
 log = logging.getLogger(__name__)
 
-TERMINAL_RUN_STATES = {"success", "failed"}
 
-
-class AirflowApiError(RuntimeError):
-    """The API answered with an error status; the message carries method, path, status and body."""
-
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
-        super().__init__(f"{method} {path} -> HTTP {status}: {body[:500]}")
-        self.status = status
-        self.database_busy = status == 503 or (status == 500 and "Database error" in body)
-
-
-class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.username = username
-        self.password = password
-        self.timeout = timeout
-        self._token: str | None = None
-
-    # ---- plumbing
-    def _request(self, method: str, path: str, body: Any = None, auth: bool = True, retries: int | None = None) -> Any:
-        """One API call. A busy database (on SQLite while the scheduler writes: 503 "database is locked", or 500
-        "Database error" when the request's audit-log write loses the lock) and a server too slow to answer
-        within the timeout are retried after a pause, ``retries`` times (default: 3 for a GET, none otherwise:
-        only calls that are safe to repeat are retried)."""
-        retries = (3 if method == "GET" else 0) if retries is None else retries
-        for attempt in range(retries + 1):
-            try:
-                return self._request_once(method, path, body, auth)
-            except AirflowApiError as exc:
-                if not exc.database_busy or attempt == retries:
-                    raise
-            except (TimeoutError, urllib.error.URLError) as exc:
-                if isinstance(exc, urllib.error.URLError) and not isinstance(exc.reason, TimeoutError):
-                    raise  # refused, unknown host: not a slow server
-                if attempt == retries:
-                    raise TimeoutError(
-                        f"{method} {path}: no answer within {self.timeout:.0f}s, {attempt + 1} tries"
-                    ) from exc
-            time.sleep(min(2.0 * (attempt + 1), 10.0))
-        raise AssertionError("unreachable")
-
-    def _request_once(self, method: str, path: str, body: Any, auth: bool) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)  # noqa: S310
-        request.add_header("Content-Type", "application/json")
-        if auth:
-            request.add_header("Authorization", f"Bearer {self.token()}")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise AirflowApiError(method, path, exc.code, exc.read().decode(errors="replace")) from exc
-        return json.loads(raw) if raw else None
-
-    def token(self) -> str:
-        if self._token is None:
-            answer = self._request(
-                "POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False
-            )
-            self._token = answer["access_token"]
-        return self._token
-
-    def get(self, path: str, *, auth: bool = True) -> Any:
-        """A GET of any API path (reads are retried when the server is busy or slow)."""
-        return self._request("GET", path, auth=auth)
+class AirflowClient(AirflowApi):
+    """The operations on DAGs, runs, task instances, backfills and Asset events that the demo and tests use."""
 
     def plugins(self) -> list[dict]:
         """The plugins the API server loaded, with their views."""
@@ -95,7 +31,7 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict:
         """Wait until the DAG processor has parsed ``dag_id`` (new files appear after a refresh)."""
-        return _poll(lambda: self._get_or_none(f"/api/v2/dags/{dag_id}"), timeout, f"DAG {dag_id} to be parsed")
+        return poll(lambda: self._get_or_none(f"/api/v2/dags/{dag_id}"), timeout, f"DAG {dag_id} to be parsed")
 
     def set_paused(self, dag_id: str, paused: bool) -> dict:
         """Pause or unpause ``dag_id`` (safe to repeat: retried when the server is busy or slow)."""
@@ -148,7 +84,7 @@ class AirflowClient:
             run = self.get_run(dag_id, run_id)
             return run if run["state"] in TERMINAL_RUN_STATES else None
 
-        return _poll(finished, timeout, f"{dag_id} run {run_id} to finish")
+        return poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
     def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = False, busy_retries: int = 0) -> list[dict]:
         """Clear the task instances of a run (the UI's "Clear" on a run; ``only_failed``: "Clear failed tasks"),
@@ -186,8 +122,9 @@ class AirflowClient:
             ran_again = all(tries.get(task, 0) > count for task, count in before.items() if count)
             return run if ran_again else None
 
-        return _poll(finished, timeout, f"{dag_id} run {run_id} to run again", interval=2.0)
+        return poll(finished, timeout, f"{dag_id} run {run_id} to run again", interval=2.0)
 
+    # ---- backfills
     def create_backfill(
         self,
         dag_id: str,
@@ -249,12 +186,7 @@ class AirflowClient:
     def backfill_runs(self, dag_id: str, days: list[str]) -> list[dict]:
         """The latest backfill run of each of ``days`` (ISO dates), in logical-date order."""
         runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000&order_by=-run_after")["dag_runs"]
-        latest: dict[str, dict] = {}
-        for run in runs:
-            day = (run.get("logical_date") or "")[:10]
-            if run.get("run_type") == "backfill" and day in days and day not in latest:
-                latest[day] = run
-        return [latest[day] for day in sorted(latest)]
+        return latest_backfill_runs(runs, days)
 
     def wait_for_backfill(
         self, dag_id: str, days: list[str], timeout: float = 900.0, *, rerun_of: list[dict] | None = None
@@ -266,17 +198,7 @@ class AirflowClient:
         started_before = {(run.get("logical_date") or "")[:10]: run.get("start_date") or "" for run in rerun_of or []}
 
         def pending(runs: list[dict]) -> list[str]:
-            by_day = {(run.get("logical_date") or "")[:10]: run for run in runs}
-            waiting = []
-            for day in days:
-                run = by_day.get(day)
-                if run is None:
-                    waiting.append(f"{day}: no backfill run")
-                elif run["state"] not in TERMINAL_RUN_STATES:
-                    waiting.append(f"{day}: {run['state']}")
-                elif (run.get("start_date") or "") <= started_before.get(day, ""):
-                    waiting.append(f"{day}: {run['state']}, not started again (start_date {run.get('start_date')})")
-            return waiting
+            return pending_backfill_days(runs, days, started_before)
 
         def finished() -> list[dict] | None:
             runs = self.backfill_runs(dag_id, days)
@@ -293,10 +215,11 @@ class AirflowClient:
             rows = [{k: b.get(k) for k in keys} for b in backfills]
             return f"{len(waiting)} day(s) pending: {waiting[:10]}; DAG paused: {paused}; backfills: {rows}"
 
-        return _poll(
+        return poll(
             finished, timeout, f"backfill of {dag_id} for {days[0]}..{days[-1]}", interval=2.0, diagnosis=diagnosis
         )
 
+    # ---- Assets
     def queued_asset_events(self, dag_id: str) -> list[dict]:
         """Asset events waiting to start a run of ``dag_id`` (its asset-triggered schedule)."""
         return self._request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["queued_events"]
@@ -315,30 +238,28 @@ class AirflowClient:
         events = self._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
         return [event for event in events if asset_name is None or event.get("name") == asset_name]
 
-    def _get_or_none(self, path: str) -> Any:
-        try:
-            return self._request("GET", path)
-        except AirflowApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+
+def latest_backfill_runs(runs: list[dict], days: list[str]) -> list[dict]:
+    """The newest backfill run of each of ``days`` among ``runs`` (newest first), in logical-date order."""
+    latest: dict[str, dict] = {}
+    for run in runs:
+        day = (run.get("logical_date") or "")[:10]
+        if run.get("run_type") == "backfill" and day in days and day not in latest:
+            latest[day] = run
+    return [latest[day] for day in sorted(latest)]
 
 
-def _poll(
-    probe: Callable[[], Any],
-    timeout: float,
-    what: str,
-    interval: float = 1.0,
-    diagnosis: Callable[[], str] | None = None,
-) -> Any:
-    """``probe()`` every ``interval`` seconds until it returns something truthy; on timeout the error says what
-    was awaited and, with ``diagnosis``, what was still missing."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f": {diagnosis()}" if diagnosis else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
+def pending_backfill_days(runs: list[dict], days: list[str], started_before: dict[str, str]) -> list[str]:
+    """What each unfinished day of ``days`` waits for: no run yet, a run not finished, or (a re-processing
+    backfill) a run that has not started again since ``started_before[day]``; [] when all are done."""
+    by_day = {(run.get("logical_date") or "")[:10]: run for run in runs}
+    waiting = []
+    for day in days:
+        run = by_day.get(day)
+        if run is None:
+            waiting.append(f"{day}: no backfill run")
+        elif run["state"] not in TERMINAL_RUN_STATES:
+            waiting.append(f"{day}: {run['state']}")
+        elif (run.get("start_date") or "") <= started_before.get(day, ""):
+            waiting.append(f"{day}: {run['state']}, not started again (start_date {run.get('start_date')})")
+    return waiting

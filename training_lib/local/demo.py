@@ -45,7 +45,8 @@ from training_lib.lake.layout import (
     partition_prefix,
 )
 from training_lib.lake.storage import Lake
-from training_lib.local.airflow_client import TERMINAL_RUN_STATES, AirflowClient
+from training_lib.local.airflow_api import TERMINAL_RUN_STATES
+from training_lib.local.airflow_client import AirflowClient
 from training_lib.local.demo_plan import FAST, FULL, DemoPlan, demo_settings
 from training_lib.local.demo_summary import describe_decision, format_summary, recovery
 from training_lib.simulation.simulate import Simulator
