@@ -27,20 +27,14 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
 from training_lib.config import Settings
 from training_lib.lake.layout import (
-    LABELS,
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
-    PREDICTIONS,
-    REPORTS_DRIFT,
-    REPORTS_PERFORMANCE,
-    REPORTS_QUALITY,
-    REPORTS_SCORING,
     VALIDATED_TRANSACTIONS,
     partition_prefix,
 )
@@ -48,15 +42,14 @@ from training_lib.lake.storage import Lake
 from training_lib.local.airflow_api import TERMINAL_RUN_STATES
 from training_lib.local.airflow_client import AirflowClient
 from training_lib.local.demo_plan import FAST, FULL, DemoPlan, demo_settings
-from training_lib.local.demo_summary import describe_decision, format_summary, recovery
+from training_lib.local.demo_readback import DemoReadback
+from training_lib.local.demo_summary import format_summary
 from training_lib.simulation.simulate import Simulator
 
 INGESTION_DAGS = ("transactions_daily", "labels_daily")
 DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")
-DATA_DOCS = "data_docs/index.html"
 SCORING_TIME = "02:00:00"  # batch_score runs at 02:00 for the day that ended (its logical date)
 PROGRESS_EVERY_S = 15.0
-LINK_S = 7 * 24 * 3600  # validity of the report links printed in the summary
 POLL_S = 3.0  # the API server is shared with the tasks: poll gently
 
 
@@ -104,6 +97,7 @@ class DemoDriver:
         self.plan = plan
         self.echo = echo
         self.lake = Lake(settings)
+        self.read = DemoReadback(settings, client, self.lake)
         self.simulator = Simulator(plan.simulation(settings.label_delay_days))
         self.timeout_s = timeout_s
         self.nights = [Night(day) for day in plan.dates]
@@ -123,7 +117,8 @@ class DemoDriver:
             f" {self.plan.day(self.plan.change_day)}, labels {self.settings.label_delay_days} day(s) late"
         )
         self.follow(started)
-        summary = self.summary(time.monotonic() - started)
+        runs = {night.day: night.states for night in self.nights}
+        summary = self.read.summary(self.plan, runs, time.monotonic() - started)
         self.lake.put_json(f"reports/demo/{self.plan.start.isoformat()}_{self.plan.days}d.json", summary)
         return summary
 
@@ -162,7 +157,7 @@ class DemoDriver:
             if night.run_ids and not night.published:
                 night.published = self.lake.partition_exists(VALIDATED_TRANSACTIONS, night.day)
                 if night.published:
-                    night.scored = self.champion_version() is not None
+                    night.scored = self.read.champion_version() is not None
             for dag_id, run_id in night.run_ids.items():
                 if dag_id in night.states:
                     continue
@@ -172,9 +167,9 @@ class DemoDriver:
                 night.states[dag_id] = run["state"]
                 self.raise_on_failure([dag_id], [run])
                 if dag_id == "batch_score":
-                    self.echo(f"{self.clock()} [{night.day}] {self.describe_scoring(night.day, run['state'])}")
+                    self.echo(f"{self.clock()} [{night.day}] {self.read.describe_scoring(night.day, run['state'])}")
                 elif night.finished(*INGESTION_DAGS):
-                    self.echo(f"{self.clock()} [{night.day}] {self.describe_ingestion(night)}")
+                    self.echo(f"{self.clock()} [{night.day}] {self.read.describe_ingestion(night.day, night.states)}")
 
     def clock(self) -> str:
         """Seconds since the replay started, as a prefix of the progress lines."""
@@ -186,7 +181,7 @@ class DemoDriver:
         for run in sorted(runs, key=lambda r: r["run_after"]):
             if run["state"] in TERMINAL_RUN_STATES and run["dag_run_id"] not in self.retrains_seen:
                 self.retrains_seen.add(run["dag_run_id"])
-                self.echo(f"{self.clock()} [retrain] {self.describe_retrain(run)}")
+                self.echo(f"{self.clock()} [retrain] {self.read.describe_retrain(run)}")
         self.retrain_runs = runs
         return any(r["state"] not in TERMINAL_RUN_STATES for r in runs) or bool(
             self.client.queued_asset_events("retrain")
@@ -260,117 +255,6 @@ class DemoDriver:
             f"  … {time.monotonic() - started:.0f}s: ingested {ingested}/{len(self.nights)} days · retrain {retrain}"
             f" · batch_score {scoring}"
         )
-
-    # ---- reading state back
-    def champion_version(self) -> str | None:
-        from training_lib.modeling.registry import Registry
-
-        champion = Registry(self.settings).champion()
-        return champion.version if champion else None
-
-    def report(self, prefix: str, day: date) -> dict[str, Any] | None:
-        return self.lake.get_json(self.lake.report_key(prefix, day, "summary.json"), missing_ok=True)
-
-    def describe_ingestion(self, night: Night) -> str:
-        day = night.day
-        quality = self.report(REPORTS_QUALITY, day) or {}
-        drift = self.report(REPORTS_DRIFT, day) or {}
-        labels = self.lake.partition_manifest(LABELS, day) or {}
-        text = (
-            f"transactions_daily {night.states['transactions_daily']}: {quality.get('validated', 0):,} validated,"
-            f" {quality.get('quarantined', 0):,} quarantined"
-        )
-        if drift.get("drift_detected"):
-            text += f" · DRIFT {drift['share']:.2f} ({', '.join(drift['drifted_columns'])}) → drift_detected"
-        elif drift.get("status") == "computed":
-            text += f" · drift {drift['share']:.2f}"
-        return text + f" · labels_daily {night.states['labels_daily']}: {labels.get('rows', 0):,} labels"
-
-    def describe_retrain(self, run: dict) -> str:
-        tasks = {ti["task_id"]: ti["state"] for ti in self.client.task_instances("retrain", run["dag_run_id"])}
-        trigger = run["run_type"]
-        if tasks.get("build_dataset") == "skipped":
-            return f"retrain ({trigger}) {run['state']}: skipped by the cooldown"
-        entry = next(
-            (e for e in reversed(self.history()) if e.get("actor", "").endswith(run["dag_run_id"])),
-            None,
-        )
-        if entry is None:
-            return f"retrain ({trigger}) {run['state']}: no decision recorded"
-        because = (entry.get("evaluation") or {}).get("trigger", "")
-        return f"retrain ({trigger}) {run['state']}: {describe_decision(entry)} ← {because}"
-
-    def describe_scoring(self, day: date, state: str) -> str:
-        scoring = self.report(REPORTS_SCORING, day) or {}
-        text = (
-            f"batch_score {state}: {scoring.get('rows', 0):,} predictions,"
-            f" {scoring.get('alerts', 0)} alerts, model v{scoring.get('model_version', '?')}"
-        )
-        matured = day - timedelta(days=self.settings.label_delay_days)  # its labels completed tonight
-        realized = self.report(REPORTS_PERFORMANCE, matured) or {}
-        if realized.get("pr_auc") is not None:
-            text += f" · realized PR-AUC of {matured}: {realized['pr_auc']:.2f} (v{realized.get('model_version')})"
-        return text
-
-    def history(self) -> list[dict[str, Any]]:
-        from training_lib.modeling.registry import Registry
-
-        return Registry(self.settings).history()
-
-    def summary(self, seconds: float) -> dict[str, Any]:
-        """Everything the demo did, read back from the lake, the audit log and the Airflow API."""
-        days = []
-        for night in self.nights:
-            day = night.day
-            quality = self.report(REPORTS_QUALITY, day) or {}
-            drift = self.report(REPORTS_DRIFT, day) or {}
-            predictions = self.lake.partition_manifest(PREDICTIONS, day) or {}
-            scoring = self.report(REPORTS_SCORING, day) or {}
-            realized = self.report(REPORTS_PERFORMANCE, day) or {}
-            days.append(
-                {
-                    "day": day.isoformat(),
-                    "runs": night.states,
-                    "rows_in": quality.get("rows_in", 0),
-                    "validated": quality.get("validated", 0),
-                    "quarantined": quality.get("quarantined", 0),
-                    "quarantine_reasons": quality.get("reasons", {}),
-                    "drift_share": drift.get("share"),
-                    "drift_detected": bool(drift.get("drift_detected")),
-                    "drifted_columns": drift.get("drifted_columns", []),
-                    "labels": (self.lake.partition_manifest(LABELS, day) or {}).get("rows", 0),
-                    "predictions": predictions.get("rows", 0),
-                    "scored_by_version": scoring.get("model_version"),
-                    "realized_pr_auc": realized.get("pr_auc"),
-                    "realized_frauds": realized.get("frauds"),
-                }
-            )
-        registry = self.history()
-        settings = self.settings
-        drift_days = [d["day"] for d in days if d["drift_detected"]]
-        drift_day = date.fromisoformat(drift_days[-1]) if drift_days else self.plan.dates[-1]
-        quality_day = self.plan.dates[-1]
-        return {
-            "plan": {**asdict(self.plan), "start": self.plan.start.isoformat()},
-            "seconds": round(seconds, 1),
-            "days": days,
-            "retrain_runs": [
-                {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
-                for r in sorted(self.client.list_runs("retrain"), key=lambda r: r["run_after"])
-            ],
-            "registry": registry,
-            "champion": self.champion_version(),
-            "recovery": recovery(days, registry, self.plan.day(self.plan.change_day)),
-            "links": {
-                "airflow": self.client.base_url,
-                "mlflow_model": f"{settings.mlflow_tracking_uri}/#/models/{settings.model_name}",
-                # presigned: the browser opens them without S3 credentials
-                "latest_drift_report": self.lake.report_url(REPORTS_DRIFT, drift_day, "report.html", expires_in=LINK_S),
-                "latest_quality_report": self.lake.report_url(
-                    REPORTS_QUALITY, quality_day, DATA_DOCS, expires_in=LINK_S
-                ),
-            },
-        }
 
 
 def _parser() -> argparse.ArgumentParser:
