@@ -19,32 +19,22 @@ Airflow with the CeleryExecutor and N ``airflow celery worker`` processes.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from training_lib.config import StackSettings, load_stack_settings
 from training_lib.local.environment import (
     LOOPBACK,
-    POSTGRES_DATABASES,
-    POSTGRES_OS_USER,
-    POSTGRES_USER,
     StackError,
     StackPaths,
     airflow_password,
-    as_postgres_user,
-    postgres_bin,
-    postgres_password,
     print_environment,
-    redis_password,
     venv_bin,
 )
+from training_lib.local.infrastructure import create_databases, init_postgres, write_redis_config
 from training_lib.local.processes import (
     Service,
     airflow_health,
@@ -130,73 +120,13 @@ class LocalStack:
 
     def _start_infrastructure(self, groups: dict[str, list[Service]], timeout: float) -> None:
         """PostgreSQL (initialised on first start, databases created) and Redis, healthy before anything else."""
-        self._init_postgres()
-        self._write_redis_config()
+        init_postgres(self.paths, self.echo)
+        write_redis_config(self.paths, self.settings.redis_port)
         for group, what in (("postgres", "PostgreSQL"), ("redis", "Redis")):
             names = self._start_missing(groups[group])
             took = self._wait(what, groups[group][0].health, timeout, names)  # type: ignore[arg-type]
             self.echo(f"[{group}] healthy after {took:.1f}s")
-        with contextlib.closing(self.catalog.postgres_connect()) as connection:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                for database in POSTGRES_DATABASES:
-                    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-                    if cursor.fetchone() is None:
-                        cursor.execute(f'CREATE DATABASE "{database}"')
-                        self.echo(f"[postgres] created database {database}")
-
-    def _init_postgres(self) -> None:
-        """``initdb`` the data directory once: password authentication only, the password from the state folder."""
-        data = self.paths.postgres
-        if (data / "PG_VERSION").exists():
-            return
-        data.mkdir(parents=True, exist_ok=True)
-        data.chmod(0o700)
-        with tempfile.TemporaryDirectory(prefix="fraud-pg-") as scratch:
-            password_file = Path(scratch) / "password"
-            password_file.write_text(postgres_password(self.paths))
-            if os.geteuid() == 0:
-                import pwd
-
-                account = pwd.getpwnam(POSTGRES_OS_USER)
-                for path in (data, Path(scratch), password_file):
-                    os.chown(path, account.pw_uid, account.pw_gid)
-                reach = subprocess.run(as_postgres_user(["test", "-w", str(data)]), check=False)
-                if reach.returncode != 0:
-                    raise StackError(
-                        f"the {POSTGRES_OS_USER} OS user (PostgreSQL refuses to run as root) cannot write {data}: "
-                        f"a parent folder is private; choose a FRAUD_STATE_DIR it can reach"
-                    )
-            argv = [
-                postgres_bin("initdb"), "-D", str(data), "-U", POSTGRES_USER, f"--pwfile={password_file}",
-                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C",
-            ]  # fmt: skip
-            log_path = self.paths.log_file("postgres-initdb")
-            with open(log_path, "ab") as log:
-                result = subprocess.run(as_postgres_user(argv), stdout=log, stderr=subprocess.STDOUT, check=False)
-        if result.returncode != 0:
-            raise StackError(f"initdb failed (exit {result.returncode}); see {log_path}")
-        self.echo(f"[postgres] initialised {data}")
-
-    def _write_redis_config(self) -> None:
-        """Redis on loopback with a password, no persistence (Celery messages are re-sent by the scheduler)."""
-        config = "\n".join(
-            [
-                f"bind {LOOPBACK}",
-                f"port {self.settings.redis_port}",
-                "protected-mode yes",
-                f"requirepass {redis_password(self.paths)}",
-                f"dir {self.paths.redis}",
-                'save ""',
-                "appendonly no",
-                "daemonize no",
-                "",
-            ]
-        )
-        path = self.paths.redis / "redis.conf"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(config)
+        create_databases(self.catalog.postgres_connect(), self.echo)
 
     def _start_missing(self, services: list[Service]) -> list[str]:
         names = []
