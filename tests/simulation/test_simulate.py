@@ -13,14 +13,8 @@ import pandas as pd
 import pytest
 
 from training_lib.config import process_environment
-from training_lib.ingestion.schema import (
-    CATEGORIES,
-    LABEL_COLUMN_NAMES,
-    ONLINE_CATEGORIES,
-    TRANSACTION_COLUMN_NAMES,
-    read_labels,
-    read_transactions,
-)
+from training_lib.ingestion.reader import read_labels, read_transactions
+from training_lib.ingestion.schema import CATEGORIES, LABEL_COLUMN_NAMES, ONLINE_CATEGORIES, TRANSACTION_COLUMN_NAMES
 from training_lib.simulation.population import is_luhn_valid
 from training_lib.simulation.scenario import MALFORMED_KINDS, SimulationConfig
 from training_lib.simulation.simulate import Simulator

@@ -19,12 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from training_lib.ingestion.expectations import HIDDEN_FROM_GX, ROW_ID, mask_card_numbers, not_null_columns, run_suite
 from training_lib.ingestion.quarantine import FileReport, first_valid_copies, read_files, reason_counts, split_rows
-from training_lib.ingestion.schema import (
-    LABEL_COLUMN_NAMES,
-    TRANSACTION_COLUMN_NAMES,
-    read_labels,
-    read_transactions,
-)
+from training_lib.ingestion.reader import read_labels, read_transactions
+from training_lib.ingestion.schema import LABEL_COLUMN_NAMES, TRANSACTION_COLUMN_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd

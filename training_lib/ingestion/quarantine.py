@@ -12,10 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from training_lib.ingestion.schema import (
-    SchemaError,
-    text_lines,
-)
+from training_lib.ingestion.reader import SchemaError, text_lines
 
 if TYPE_CHECKING:
     import pandas as pd
