@@ -102,6 +102,38 @@ def _read_snapshot(snapshot_dict: dict[str, Any]) -> tuple[dict[str, float], dic
     return drifted_count, columns
 
 
+def _evidently_version() -> str:
+    import evidently
+
+    return evidently.__version__
+
+
+def _evidently_snapshot(
+    current: pd.DataFrame, reference: pd.DataFrame, numeric: list[str], categorical: list[str], threshold: float
+) -> Any:
+    """Evidently's DataDriftPreset over the computable columns (its per-column tests included)."""
+    computed = numeric + categorical
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=computed,
+                drift_share=threshold,
+                num_method=NUMERIC_METHOD,
+                cat_method=CATEGORICAL_METHOD,
+            )
+        ],
+        include_tests=True,  # ValueDrift's test carries Evidently's per-column drift verdict
+    )
+    return report.run(
+        Dataset.from_pandas(current[computed], data_definition=definition),
+        Dataset.from_pandas(reference[computed], data_definition=definition),
+    )
+
+
 def run_drift_report(
     current: pd.DataFrame,
     reference: pd.DataFrame,
@@ -138,26 +170,7 @@ def run_drift_report(
     if not computed:
         raise ValueError(f"run_drift_report: no monitored column can be compared: {not_computed}")
 
-    import evidently
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=computed,
-                drift_share=threshold,
-                num_method=NUMERIC_METHOD,
-                cat_method=CATEGORICAL_METHOD,
-            )
-        ],
-        include_tests=True,  # ValueDrift's test carries Evidently's per-column drift verdict
-    )
-    snapshot = report.run(
-        Dataset.from_pandas(current_view[computed], data_definition=definition),
-        Dataset.from_pandas(reference_view[computed], data_definition=definition),
-    )
+    snapshot = _evidently_snapshot(current_view, reference_view, numeric, categorical, threshold)
     drifted_count, computed_columns = _read_snapshot(snapshot.dict())
 
     empty_entry = {"score": None, "method": None, "threshold": None, "drifted": None}
@@ -181,7 +194,7 @@ def run_drift_report(
         "rows_reference": len(reference),
         "rows_sampled_current": len(current_view),
         "rows_sampled_reference": len(reference_view),
-        "evidently_version": evidently.__version__,
+        "evidently_version": _evidently_version(),
     }
     html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
     return DriftResult(html=html, summary=summary)

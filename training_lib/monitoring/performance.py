@@ -30,6 +30,7 @@ from training_lib.notify import Notification
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,40 @@ def summary_key(lake: Lake, day: date) -> str:
     return lake.report_key(REPORTS_PERFORMANCE, day, SUMMARY_NAME)
 
 
+def measure_quality(predictions: pd.DataFrame, label: pd.Series, alert_budget: int, floor: float) -> dict[str, Any]:
+    """The realized-quality metrics of one scored day (pure): ``predictions`` rows, ``label`` per row (NaN where
+    not confirmed yet). Decision metrics over the labelled rows use the stored ``decision``; ``alert_rate`` is
+    over all predictions; ``below_floor`` compares PR-AUC with the promotion ``floor``."""
+    import numpy as np
+
+    known = label.notna().to_numpy()
+    labelled = predictions[known]
+    y = label[known].astype("int64").to_numpy()
+    scores = labelled["score"].astype("float64").to_numpy()
+    flagged = (labelled["decision"].astype("int64").to_numpy() == 1).astype("int64")
+    cards = labelled["card_token"].astype(str).to_numpy() if "card_token" in labelled else np.arange(len(y))
+    ranking = _ranking_metrics(y, scores, alert_budget, cards)
+    versions = (
+        sorted(predictions["model_version"].dropna().astype(str).unique()) if "model_version" in predictions else []
+    )
+    names = sorted(predictions["model_name"].dropna().astype(str).unique()) if "model_name" in predictions else []
+    return {
+        "status": "computed",
+        "labelled_rows": len(y),
+        "labelled_share": float(known.mean()),
+        "frauds": int(y.sum()),
+        "alerts": int((predictions["decision"].astype("int64") == 1).sum()),
+        "alert_rate": float((predictions["decision"].astype("int64") == 1).mean()),
+        **_decision_metrics(y, flagged),
+        **ranking,
+        "promotion_floor": floor,
+        "below_floor": ranking["pr_auc"] is not None and ranking["pr_auc"] < floor,
+        "model_names": names,
+        "model_versions": versions,
+        "model_version": versions[0] if len(versions) == 1 else None,
+    }
+
+
 def realized_quality(settings: Settings, day: date, lake: Lake | None = None) -> dict[str, Any] | None:
     """Realized quality of ``day``'s predictions against all confirmed labels; written to the lake when matured.
 
@@ -77,7 +112,6 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
     column (the alerts actually raised); PR-AUC/ROC-AUC are ``None`` unless both classes are labelled.
     Metrics are over the labelled rows; ``alert_rate`` is over all predictions of the day.
     """
-    import numpy as np
 
     lake = lake or Lake(settings)
     manifest = lake.partition_manifest(PREDICTIONS, day)
@@ -117,39 +151,16 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
 
     if predictions["score"].isna().any() or predictions["decision"].isna().any():
         raise ValueError(f"{lake.uri(lake.manifest_key(PREDICTIONS, day))}: score/decision hold missing values")
-    labelled = predictions[known]
-    y = label[known].astype("int64").to_numpy()
-    scores = labelled["score"].astype("float64").to_numpy()
-    flagged = (labelled["decision"].astype("int64").to_numpy() == 1).astype("int64")
-    cards = labelled["card_token"].astype(str).to_numpy() if "card_token" in labelled else np.arange(len(y))
-    ranking = _ranking_metrics(y, scores, settings.alert_budget, cards)
-    versions = sorted(predictions["model_version"].dropna().astype(str).unique()) if "model_version" in columns else []
-    names = sorted(predictions["model_name"].dropna().astype(str).unique()) if "model_name" in columns else []
-    summary = {
-        **base,
-        "status": "computed",
-        "labelled_rows": len(y),
-        "labelled_share": share,
-        "frauds": int(y.sum()),
-        "alerts": int((predictions["decision"].astype("int64") == 1).sum()),
-        "alert_rate": float((predictions["decision"].astype("int64") == 1).mean()),
-        **_decision_metrics(y, flagged),
-        **ranking,
-        "promotion_floor": settings.promotion_floor,
-        "below_floor": ranking["pr_auc"] is not None and ranking["pr_auc"] < settings.promotion_floor,
-        "model_names": names,
-        "model_versions": versions,
-        "model_version": versions[0] if len(versions) == 1 else None,
-        "evaluated_at": _now(),
-    }
+    summary = {**base, **measure_quality(predictions, label, settings.alert_budget, settings.promotion_floor)}
+    summary["evaluated_at"] = _now()
     lake.put_report(REPORTS_PERFORMANCE, day, SUMMARY_NAME, json.dumps(summary, indent=2))
     log.info(
         "realized quality %s: PR-AUC %s, precision %.3f, recall %.3f over %d labelled rows (%d frauds)",
         day,
-        "n/a" if ranking["pr_auc"] is None else f"{ranking['pr_auc']:.3f}",
+        "n/a" if summary["pr_auc"] is None else f"{summary['pr_auc']:.3f}",
         summary["precision"],
         summary["recall"],
-        len(y),
+        summary["labelled_rows"],
         summary["frauds"],
     )
     return summary
