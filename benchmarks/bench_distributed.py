@@ -68,7 +68,7 @@ def main() -> None:
     from training_lib.local.stack import LocalStack
     from training_lib.modeling.train import seed_champion
     from training_lib.simulation.scenario import SimulationConfig
-    from training_lib.simulation.simulate import Simulator, publish_validated_days
+    from training_lib.simulation.simulator import Simulator, publish_validated_days
 
     state = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     state.chmod(0o755)  # reachable by the postgres OS user when run as root

@@ -27,7 +27,7 @@ from training_lib.modeling.features import (
     row_features,
 )
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 PAGE_BYTES = resource.getpagesize()
 

@@ -38,7 +38,7 @@ def world(config, days: int):
     import pandas as pd
 
     from training_lib.modeling.features import build_features
-    from training_lib.simulation.simulate import Simulator
+    from training_lib.simulation.simulator import Simulator
 
     simulator = Simulator(config)
     frames = [simulator.transactions(config.start + timedelta(days=i)) for i in range(days)]

@@ -41,7 +41,7 @@ def main() -> None:
     from training_lib.modeling.evaluate import evaluate_candidates
     from training_lib.modeling.train import train_and_log
     from training_lib.simulation.scenario import SimulationConfig
-    from training_lib.simulation.simulate import Simulator, publish_validated_days
+    from training_lib.simulation.simulator import Simulator, publish_validated_days
 
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as state:
         stack_settings = load_stack_settings(

@@ -102,7 +102,7 @@ def main() -> None:
     from training_lib.scoring.batch import score_day
     from training_lib.scoring.champion import load_champion
     from training_lib.simulation.scenario import SimulationConfig
-    from training_lib.simulation.simulate import Simulator, publish_validated_days
+    from training_lib.simulation.simulator import Simulator, publish_validated_days
 
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as state:
         env = {

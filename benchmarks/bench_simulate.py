@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 GOAL_PER_SECOND = 200_000
 

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from training_lib.simulation.simulate import Simulator
+    from training_lib.simulation.simulator import Simulator
 
 NAME_WINDOW = 32  # characters between a first name and the last name of the same customer
 MIN_DISTINCTIVE_LENGTH = 5

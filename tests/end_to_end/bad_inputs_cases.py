@@ -37,7 +37,7 @@ from training_lib.lake.layout import (
     partition_prefix,
 )
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 D = date(2026, 2, 10)
 D1, D2 = D + timedelta(days=1), D + timedelta(days=2)

@@ -35,7 +35,7 @@ from training_lib.local.environment import LOOPBACK
 from training_lib.local.processes import listening_addresses
 from training_lib.local.stack import LocalStack
 from training_lib.modeling.dataset import DATASETS
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -33,7 +33,7 @@ from training_lib.lake.storage import Lake
 from training_lib.local.environment import StackPaths
 from training_lib.modeling.train import seed_champion
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator, publish_validated_days
+from training_lib.simulation.simulator import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

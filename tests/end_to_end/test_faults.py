@@ -43,7 +43,7 @@ from training_lib.local.airflow_client import AirflowClient
 from training_lib.local.environment import StackPaths
 from training_lib.local.processes import http_ok, process_alive, recorded_pid, stop_processes
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator, publish_validated_days
+from training_lib.simulation.simulator import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

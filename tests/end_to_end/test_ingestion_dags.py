@@ -23,7 +23,7 @@ from training_lib.lake.layout import (
 )
 from training_lib.lake.storage import Lake
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ from training_lib.lake.layout import (
 from training_lib.lake.objects import s3_client
 from training_lib.lake.storage import Lake
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -19,7 +19,7 @@ from training_lib.lake.storage import Lake
 from training_lib.local.airflow_api import TERMINAL_RUN_STATES, poll
 from training_lib.local.airflow_client import AirflowClient
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator, publish_validated_days
+from training_lib.simulation.simulator import Simulator, publish_validated_days
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

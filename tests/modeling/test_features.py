@@ -39,7 +39,7 @@ from training_lib.modeling.features import (
     row_features,
 )
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 NEW_YORK = (40.7128, -74.0060)
 LOS_ANGELES = (34.0522, -118.2437)

@@ -26,7 +26,7 @@ from training_lib.modeling.fitting import (
     threshold_at_rate,
 )
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 START = date(2026, 2, 1)
 CHANGE = 9  # the fraud ring starts on the 10th day: inside the test days of a 12-day window

@@ -14,7 +14,7 @@ from training_lib.config import load_settings
 from training_lib.modeling.reference import build_reference
 from training_lib.monitoring.drift import run_drift_report
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 START = date(2026, 4, 1)
 REFERENCE_DAYS = 3

@@ -26,7 +26,7 @@ from training_lib.scoring.plan import IncompleteScoring, plan_scoring
 from training_lib.scoring.shard import score_shard
 from training_lib.scoring.spill import assign_cards, card_hashes, read_spill, spill_by_card
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator, publish_validated_days
+from training_lib.simulation.simulator import Simulator, publish_validated_days
 
 KEY = b"spill-test-key"
 BUCKET = "scoring-test"

@@ -18,7 +18,7 @@ from training_lib.modeling.features import build_features
 from training_lib.modeling.fitting import fit_window, load_search_space, predict
 from training_lib.modeling.gate import decide
 from training_lib.simulation.scenario import SimulationConfig
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 pytestmark = pytest.mark.slow
 

@@ -44,7 +44,7 @@ from training_lib.local.airflow_client import AirflowClient
 from training_lib.local.demo_plan import FAST, FULL, DemoPlan, demo_settings
 from training_lib.local.demo_readback import DemoReadback
 from training_lib.local.demo_summary import format_summary
-from training_lib.simulation.simulate import Simulator
+from training_lib.simulation.simulator import Simulator
 
 INGESTION_DAGS = ("transactions_daily", "labels_daily")
 DEMO_DAGS = (*INGESTION_DAGS, "retrain", "batch_score", "rollback_model")

@@ -1,13 +1,12 @@
 """A data-quality incident: a share of one day's rows malformed the ways real feeds break.
 
-Malformed rows only exist as text (:meth:`~training_lib.simulation.simulate.Simulator.transactions_text` and
+Malformed rows only exist as text (:meth:`~training_lib.simulation.simulator.Simulator.transactions_text` and
 the feed files): the canonical frames stay clean, so the quality gate is what has to find them.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,15 +15,12 @@ import pyarrow as pa
 from training_lib.simulation.scenario import MALFORMED_KINDS, SECONDS_PER_DAY, UNKNOWN_CATEGORIES, SimulationConfig
 from training_lib.simulation.text import timestamp_text
 
-if TYPE_CHECKING:
-    from training_lib.simulation.simulate import DayArrays
 
-
-def malform(config: SimulationConfig, day: date, columns: dict[str, pa.Array], arrays: DayArrays) -> pd.Series:
+def malform(config: SimulationConfig, day: date, columns: dict[str, pa.Array], seconds: np.ndarray) -> pd.Series:
     """Corrupt ``config.quality_incident_share`` of the day's text rows in place (a mix of MALFORMED_KINDS, drawn
     from (seed, day) alone); returns the kind per row (None for the rows left good)."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2, day.toordinal()]))
-    n = len(arrays)
+    n = len(seconds)
     n_bad = min(round(config.quality_incident_share * n), n - 1)
     rows = rng.choice(n, size=max(n_bad, 0), replace=False)
     kinds = pd.Series([None] * n, dtype=object)
@@ -49,12 +45,12 @@ def malform(config: SimulationConfig, day: date, columns: dict[str, pa.Array], a
             lat = rng.choice([-1.0, 1.0], m) * rng.uniform(90.5, 180.0, m)
             text["lat"][where] = [f"{value:.4f}" for value in lat]
         elif kind == "unparseable_date":
-            stamps = arrays.seconds[where].astype("datetime64[s]").astype(datetime)
+            stamps = seconds[where].astype("datetime64[s]").astype(datetime)
             text["trans_date_trans_time"][where] = [s.strftime("%d-%m-%Y %H:%M") for s in stamps]
         elif kind == "empty_trans_num":
             text["trans_num"][where] = ""
         elif kind == "wrong_day_timestamp":
-            moved = arrays.seconds[where] + rng.choice([-3, -1, 1, 2], m) * SECONDS_PER_DAY
+            moved = seconds[where] + rng.choice([-3, -1, 1, 2], m) * SECONDS_PER_DAY
             text["trans_date_trans_time"][where] = timestamp_text(moved).to_numpy(zero_copy_only=False)
             text["unix_time"][where] = moved.astype(str).astype(object)
         elif kind == "duplicate_trans_num":
