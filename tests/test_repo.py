@@ -17,6 +17,7 @@ import training_lib.local.environment as environment_module
 import training_lib.local.services as services_module
 from training_lib.config import StackSettings, describe_settings, load_stack_settings
 from training_lib.local.environment import AIRFLOW_COMPONENTS
+from training_lib.local.infrastructure import write_redis_config
 from training_lib.local.processes import Service
 from training_lib.local.stack import LocalStack
 
@@ -260,7 +261,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> LocalTopology:
         stack = LocalStack(settings, echo=lambda _line: None)
         services = {service.name: service for group in stack.catalog.groups().values() for service in group}
         stack.paths.create()
-        stack._write_redis_config()
+        write_redis_config(stack.paths, settings.redis_port)
     directives = (line.split(" ", 1) for line in (stack.paths.redis / "redis.conf").read_text().splitlines())
     redis_conf = {key: value.strip('"') for key, value in directives}
     return LocalTopology(settings, services, redis_conf)
