@@ -9,12 +9,17 @@ UV_VERSION := 0.13.9
 # uv from PATH when present, otherwise a private copy installed with pip into .tools/.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 PYTEST_ARGS ?=
+# make test runs test files in parallel on this many pytest-xdist workers (a file stays on one worker:
+# its module-scoped stack is started once). TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 2
+# make test-fast: the unit tests, no local stack started (the inner loop).
+FAST_TESTS := -m "not integration and not slow"
 # The scale-out topology on this machine (make up-distributed): its own state folder, two Celery workers.
 DISTRIBUTED := FRAUD_STATE_DIR=$(CURDIR)/.local/distributed FRAUD_CELERY_WORKERS=$(or $(WORKERS),2)
 OS_PACKAGES := postgresql redis-server
 
 .PHONY: help install lock os-packages demo demo-fast up down status env up-distributed down-distributed \
-	status-distributed test bench lint fmt clean
+	status-distributed test test-fast bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,8 +82,11 @@ down-distributed: ## stop the distributed topology's processes by their recorded
 status-distributed: install ## show PIDs and health of the distributed topology, workers included
 	$(DISTRIBUTED) $(PY) -m training_lib.local.stack status
 
-test: install os-packages ## run the whole test suite (starts its own stacks on free ports)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install os-packages ## run the whole test suite on $(TEST_WORKERS) workers (starts its own stacks on free ports)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+test-fast: install ## the unit tests only (no stack, a few minutes): the inner loop
+	$(PY) -m pytest -n $(TEST_WORKERS) $(FAST_TESTS) $(PYTEST_ARGS)
 
 bench: install ## run every benchmarks/bench_*.py (ratios measured in the same run; not part of make test)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

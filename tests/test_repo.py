@@ -92,7 +92,7 @@ def test_state_and_environments_are_git_ignored() -> None:
 
 def test_makefile_has_the_documented_targets() -> None:
     makefile = (REPO / "Makefile").read_text()
-    for target in ("install", "lock", "up", "down", "status", "test", "lint", "clean"):
+    for target in ("install", "lock", "up", "down", "status", "test", "test-fast", "lint", "clean"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"make {target} is missing"
 
 
