@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/bench_features.py [--days 65] [--transactions-per-day 20000]``
 (default: Kaggle size, ~1.3 M rows, plus HISTORY_DAYS days of history before them). Prints rows/s and
-peak RSS (sampled from /proc) of each, and the ratio build_features / row_features measured in this run
+peak RSS (sampled with psutil) of each, and the ratio build_features / row_features measured in this run
 (no assertion on timing).
 """
 
@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
+import psutil
 
 from training_lib.modeling.features import (
     HISTORY_DAYS,
@@ -29,12 +29,12 @@ from training_lib.modeling.features import (
 from training_lib.simulation.scenario import SimulationConfig
 from training_lib.simulation.simulator import Simulator
 
-PAGE_BYTES = resource.getpagesize()
+PROCESS = psutil.Process()
 
 
 def rss_bytes() -> int:
     """Current resident set size of this process."""
-    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_BYTES
+    return PROCESS.memory_info().rss
 
 
 def measure(work: Callable[[], object], repeat: int) -> tuple[float, int]:

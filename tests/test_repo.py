@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 import training_lib.local.environment as environment_module
 import training_lib.local.services as services_module
@@ -67,6 +73,102 @@ def test_every_direct_requirement_is_in_the_lock() -> None:
         if line:
             name = re.split(r"[<>=\[;~! ]", line, maxsplit=1)[0].lower()
             assert name in pins, f"{name} (requirements.in) is not in requirements.txt: run `make lock`"
+
+
+def _declared() -> list[Requirement]:
+    """Every requirement pyproject.toml declares: the runtime ones and those of each extra."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {}).values()
+    return [Requirement(line) for line in [*project["dependencies"], *(line for extra in extras for line in extra)]]
+
+
+def test_pyproject_declares_what_the_lock_pins() -> None:
+    pins = {canonicalize_name(name): Version(version) for name, version in _lock().items()}
+    declared = _declared()
+    assert declared, "pyproject.toml declares no dependencies"
+    for requirement in declared:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement} (pyproject.toml) is not pinned in requirements.txt"
+        assert requirement.specifier, f"{requirement} (pyproject.toml): declare the range the code works with"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{requirement} (pyproject.toml) does not admit {name}=={pins[name]} pinned in requirements.txt"
+        )
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Absolute module names a file imports, leaving out ``if TYPE_CHECKING:`` blocks (never run)."""
+    tree = ast.parse(path.read_text())
+    type_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and _is_type_checking(block.test)
+        for statement in block.body
+        for node in ast.walk(statement)
+    }
+    modules = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def _providers(module: str, candidates: list[str]) -> set[str]:
+    """Of the distributions sharing a top-level package (airflow, mlflow), those holding ``module`` itself,
+    else its closest parent package."""
+    files = {name: {file.as_posix() for file in metadata.distribution(name).files or []} for name in candidates}
+    parts = module.split(".")
+    while parts:
+        stem = "/".join(parts)
+        holders = {name for name, held in files.items() if {f"{stem}.py", f"{stem}/__init__.py"} & held}
+        if holders:
+            return holders
+        parts.pop()
+    return set(candidates)
+
+
+def test_pyproject_declares_every_distribution_the_code_imports() -> None:
+    declared = {canonicalize_name(requirement.name) for requirement in _declared()}
+    # A declared distribution that ships no code of its own (apache-airflow) stands for what it requires outright:
+    # apache-airflow-core and apache-airflow-task-sdk (airflow.sdk), at the versions it pins.
+    for name in list(declared):
+        try:
+            distribution = metadata.distribution(name)
+        except metadata.PackageNotFoundError:  # not installed: the lock test above names it
+            continue
+        if not any(file.suffix == ".py" for file in distribution.files or []):
+            required = [Requirement(line) for line in distribution.requires or []]
+            declared |= {canonicalize_name(requirement.name) for requirement in required if not requirement.marker}
+    # Airflow puts the dags/ and plugins/ folders on sys.path: their modules import each other by bare name.
+    local = {"training_lib"} | {
+        path.stem for folder in ("dags", "plugins") for path in (REPO / folder).iterdir() if path.suffix == ".py"
+    }
+    importers: dict[str, set[str]] = {}
+    for folder in ("training_lib", "dags", "plugins"):
+        for path in (REPO / folder).rglob("*.py"):
+            for module in _runtime_imports(path):
+                importers.setdefault(module, set()).add(str(path.relative_to(REPO)))
+    distributions = metadata.packages_distributions()
+    undeclared = []
+    for module, files in sorted(importers.items()):
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in local:
+            continue
+        candidates = distributions.get(top)
+        assert candidates, f"{module} (imported by {sorted(files)}) comes from no installed distribution"
+        providers = {canonicalize_name(name) for name in _providers(module, candidates)}
+        if not providers & declared:
+            undeclared.append(f"{module} ({' or '.join(sorted(providers))}), imported by {sorted(files)}")
+    assert not undeclared, "pyproject.toml does not declare:\n" + "\n".join(undeclared)
 
 
 def _readme_test_command() -> str:

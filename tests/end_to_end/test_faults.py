@@ -24,8 +24,8 @@ import signal
 import threading
 import time
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
+import psutil
 import pytest
 
 from training_lib.lake.layout import (
@@ -347,18 +347,14 @@ def _task_process(ti: dict) -> int:
     pid = ti.get("pid")
     if pid:
         try:
-            if ti["id"] in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            if ti["id"] in " ".join(psutil.Process(int(pid)).cmdline()):
                 return int(pid)
-        except OSError:
+        except psutil.Error:  # gone, or not ours to inspect
             pass
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if cmdline.startswith("airflow worker -- ") and ti["id"] in cmdline:
-                return int(entry.name)
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline.startswith("airflow worker -- ") and ti["id"] in cmdline:
+            return process.pid
     raise AssertionError(f"no live process for task instance {ti['id']} (API pid {pid})")
 
 

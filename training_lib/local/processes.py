@@ -1,8 +1,8 @@
 """Processes by PID: start one service in its own session with a PID file, probe it, stop it by that PID.
 
-Every process is recorded in a PID file under ``<state_dir>/pids`` together with its kernel start time, and
-stopped by that PID only (never by name or process group); after a parent exits, any child it left behind
-in its session is stopped by PID as well.
+Every process is recorded in a PID file under ``<state_dir>/pids`` together with its start time, and stopped
+by that PID only (never by name or process group); after a parent exits, any child it left behind in its
+session is stopped by PID as well. Processes are inspected through psutil, so this works on Linux and macOS.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from training_lib.local.environment import LOOPBACK, StackError, StackPaths
 
@@ -70,67 +72,52 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
 # --------------------------------------------------------------------------- processes by PID
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces; it is wrapped in parentheses.
-    pid, name, rest = raw[: raw.index(" ")], raw[raw.index("(") + 1 : raw.rindex(")")], raw[raw.rindex(")") + 2 :]
-    return [pid, name, *rest.split()]
-
-
 def process_start_time(pid: int) -> str | None:
-    stat = _proc_stat(pid)
-    return stat[21] if stat else None
+    """When the process started (seconds since the epoch, as ``"%.2f"``), or None when there is no such process.
+
+    The PID file records this string and ``recorded_pid`` compares it, so both go through this function.
+    """
+    if pid <= 0:
+        return None
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:  # NoSuchProcess (ZombieProcess among them), AccessDenied
+        return None
 
 
 def process_alive(pid: int) -> bool:
-    stat = _proc_stat(pid)
-    return stat is not None and stat[2] != "Z"
+    if pid <= 0 or not psutil.pid_exists(pid):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess among them
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists, it is just not ours to inspect
 
 
 def session_members(session_id: int) -> list[int]:
     """PIDs of live processes in the given session (children a stopped parent left behind)."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == session_id and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (OSError, psutil.Error):  # gone meanwhile, or not ours to inspect
             continue
-        stat = _proc_stat(int(entry.name))
-        if stat and stat[5] == str(session_id) and stat[2] != "Z":
-            members.append(int(entry.name))
     return members
-
-
-def _decode_address(hex_address: str) -> tuple[str, int]:
-    host_hex, port_hex = hex_address.split(":")
-    raw = bytes.fromhex(host_hex)
-    if len(raw) == 4:
-        host = socket.inet_ntop(socket.AF_INET, raw[::-1])
-    else:  # /proc/net/tcp6 stores four little-endian 32-bit words
-        host = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
-    return host, int(port_hex, 16)
 
 
 def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
     """(host, port) of every TCP socket in LISTEN state held by these processes or their session members."""
     members = {member for pid in pids for member in [pid, *session_members(pid)]}
-    inodes = set()
-    for pid in members:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
     found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields_ = line.split()
-                if fields_[3] == "0A" and fields_[9] in inodes:  # 0A = LISTEN
-                    found.add(_decode_address(fields_[1]))
+    for pid in members:
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:  # gone meanwhile, or not ours to inspect
+            continue
+        found |= {(conn.laddr.ip, conn.laddr.port) for conn in connections if conn.status == psutil.CONN_LISTEN}
     return found
 
 
@@ -142,7 +129,7 @@ def read_pid_file(path: Path) -> dict | None:
 
 
 def recorded_pid(path: Path) -> int | None:
-    """The PID in a PID file if that very process (same kernel start time) is still alive."""
+    """The PID in a PID file if that very process (same start time) is still alive."""
     record = read_pid_file(path)
     if not record:
         return None
