@@ -1,9 +1,13 @@
-"""AirflowClient against a tiny local HTTP server: token, retries of a busy SQLite (503), errors."""
+"""AirflowClient against a tiny local HTTP server: token, retries of a busy SQLite (503) or a slow server, errors."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -24,6 +28,9 @@ class FakeAirflow(BaseHTTPRequestHandler):
     audit_failures = 0  # how many 500 "Database error"s (the audit-log INSERT lost the SQLite lock) first
     running_answers = 0  # how many 409s ("already a running backfill") before it succeeds
     slow_answers = 0  # how many requests for runs answer only after the client gave up
+    slow_patches = 0  # how many PATCHes take effect but answer only after the client gave up
+    slow_tokens = 0  # how many token requests answer only after the client gave up
+    slow_events = 0  # how many asset events are created but answered only after the client gave up
     runs: ClassVar[dict[str, dict]] = {}  # logical date -> run created by a manual trigger
     bodies: ClassVar[list[dict]] = []  # bodies of the clears and asset events received
     calls: ClassVar[list[str]] = []
@@ -31,10 +38,10 @@ class FakeAirflow(BaseHTTPRequestHandler):
     paused_at_backfill: ClassVar[list[bool]] = []  # the DAG's paused state at each backfill POST
     unpause_fails = False  # PATCH is_paused=false answers 400
 
-    def _slow(self) -> bool:
-        if FakeAirflow.slow_answers > 0:
-            FakeAirflow.slow_answers -= 1
-            threading.Event().wait(SLOW_S)  # time.sleep is patched away for the client
+    def _slow(self, counter: str = "slow_answers") -> bool:
+        if getattr(FakeAirflow, counter) > 0:
+            setattr(FakeAirflow, counter, getattr(FakeAirflow, counter) - 1)
+            time.sleep(SLOW_S)
             return True
         return False
 
@@ -51,7 +58,8 @@ class FakeAirflow(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
         if self.path == "/auth/token":
-            self._answer(201, {"access_token": "t0ken"})
+            if not self._slow("slow_tokens"):
+                self._answer(201, {"access_token": "t0ken"})
         elif self.path == "/api/v2/backfills":
             FakeAirflow.paused_at_backfill.append(FakeAirflow.paused.get(body["dag_id"], False))
             if FakeAirflow.audit_failures > 0:
@@ -82,7 +90,8 @@ class FakeAirflow(BaseHTTPRequestHandler):
                 self._answer(200, {"task_instances": [{"task_id": "t", "only_failed": body["only_failed"]}]})
         elif self.path == "/api/v2/assets/events":
             FakeAirflow.bodies.append(body)
-            self._answer(200, {"asset_id": body["asset_id"], "extra": body["extra"]})
+            if not self._slow("slow_events"):
+                self._answer(200, {"asset_id": body["asset_id"], "extra": body["extra"]})
         else:
             self._answer(404, {"detail": "not found"})
 
@@ -120,28 +129,45 @@ class FakeAirflow(BaseHTTPRequestHandler):
             self._answer(400, {"detail": "unpause refused"})
             return
         FakeAirflow.paused[dag_id] = body["is_paused"]
-        self._answer(200, {"dag_id": dag_id, "is_paused": body["is_paused"]})
+        if not self._slow("slow_patches"):  # paused, but the answer comes too late: lost
+            self._answer(200, {"dag_id": dag_id, "is_paused": body["is_paused"]})
 
     def log_message(self, *args) -> None:
         pass
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[AirflowClient]:
-    monkeypatch.setattr(airflow_client.time, "sleep", lambda _: None)
+def pauses() -> list[float]:
+    """The pauses the client took between tries (recorded, not slept)."""
+    return []
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeAirflow)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     FakeAirflow.calls = []
     FakeAirflow.busy_answers = FakeAirflow.running_answers = FakeAirflow.audit_failures = FakeAirflow.slow_answers = 0
+    FakeAirflow.slow_patches = FakeAirflow.slow_tokens = FakeAirflow.slow_events = 0
     FakeAirflow.runs = {}
     FakeAirflow.bodies = []
     FakeAirflow.paused, FakeAirflow.paused_at_backfill = {}, []
     FakeAirflow.unpause_fails = False
     try:
-        yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", "admin", "pw", timeout=CLIENT_TIMEOUT_S)
+        yield server
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def _url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def client(server: ThreadingHTTPServer, pauses: list[float]) -> AirflowClient:
+    return AirflowClient(_url(server), "admin", "pw", timeout=CLIENT_TIMEOUT_S, sleep=pauses.append)
 
 
 def test_a_busy_database_is_retried(client: AirflowClient) -> None:
@@ -218,10 +244,68 @@ def test_a_slow_read_is_retried(client: AirflowClient) -> None:
     assert sum(call.startswith("GET /api/v2/dags/d/dagRuns?") for call in FakeAirflow.calls) == 3
 
 
-def test_a_read_that_stays_slow_fails_naming_the_call(client: AirflowClient) -> None:
+def test_a_read_that_stays_slow_fails_naming_the_call(client: AirflowClient, pauses: list[float]) -> None:
     FakeAirflow.slow_answers = 10
-    with pytest.raises(TimeoutError, match=r"GET /api/v2/dags/d/dagRuns\?.*no answer within 0s, 4 tries"):
+    pattern = r"GET /api/v2/dags/d/dagRuns\?\S*: no answer after 5 tries in \d+s \(last: timed out\)"
+    with pytest.raises(TimeoutError, match=pattern):
         client.run_at("d", "2026-01-02T00:00:00Z")
+    assert pauses == [1, 2, 4, 8]
+
+
+def test_a_slow_pause_is_retried_with_backoff_and_each_retry_logged(
+    client: AirflowClient, pauses: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The PATCH that failed a test session under load: the API server waited on SQLite past the timeout."""
+    caplog.set_level(logging.WARNING, logger="training_lib.local.airflow_api")
+    FakeAirflow.slow_patches = 3
+    assert client.set_paused("labels_daily", True) == {"dag_id": "labels_daily", "is_paused": True}
+    assert FakeAirflow.calls.count("PATCH /api/v2/dags/labels_daily") == 4
+    assert pauses == [1, 2, 4]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"PATCH /api/v2/dags/labels_daily: timed out; try {i} of 5, again in {pause}s"
+        for i, pause in [(1, 1), (2, 2), (3, 4)]
+    ]
+
+
+def test_a_server_that_stays_slow_fails_within_the_deadline(server: ThreadingHTTPServer) -> None:
+    """No pause goes past the deadline: after 0.3 s + 1 s + 0.3 s the next pause (2 s) would end at 3.6 s."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    client = AirflowClient(_url(server), "admin", "pw", timeout=CLIENT_TIMEOUT_S, deadline=2.5, sleep=sleep)
+    FakeAirflow.slow_patches = 100
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as raised:
+        client.set_paused("labels_daily", True)
+    assert time.monotonic() - start < 2.5
+    expected = r"PATCH /api/v2/dags/labels_daily: no answer after 2 tries in 2s \(last: timed out\)"
+    assert re.fullmatch(expected, str(raised.value))
+    assert slept == [1] and FakeAirflow.calls.count("PATCH /api/v2/dags/labels_daily") == 2
+
+
+def test_a_slow_token_request_is_retried_three_times(client: AirflowClient, pauses: list[float]) -> None:
+    FakeAirflow.slow_tokens = 3
+    assert client.token() == "t0ken"
+    assert pauses == [1, 2, 4]
+    FakeAirflow.slow_tokens = 4
+    client._token = None
+    with pytest.raises(TimeoutError, match=r"POST /auth/token: no answer after 4 tries"):
+        client.token()
+
+
+def test_a_refused_connection_is_retried_then_named(pauses: list[float]) -> None:
+    """A restarting API server refuses connections for a while; a port nothing listens on, for good."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    client = AirflowClient(f"http://127.0.0.1:{port}", "admin", "pw", timeout=CLIENT_TIMEOUT_S, sleep=pauses.append)
+    client._token = "t0ken"
+    with pytest.raises(TimeoutError, match=r"GET /api/v2/dags/d: no answer after 5 tries .*ConnectionRefusedError"):
+        client.get_dag("d")
+    assert pauses == [1, 2, 4, 8]
 
 
 def test_a_trigger_whose_answer_was_lost_returns_the_run_it_created(client: AirflowClient) -> None:
@@ -232,23 +316,31 @@ def test_a_trigger_whose_answer_was_lost_returns_the_run_it_created(client: Airf
     assert len(posts) == 2
 
 
-def test_a_trigger_without_a_logical_date_is_never_repeated(client: AirflowClient) -> None:
+def test_a_trigger_without_a_logical_date_is_never_repeated(client: AirflowClient, pauses: list[float]) -> None:
     FakeAirflow.slow_answers = 1
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match=r"POST /api/v2/dags/d/dagRuns: no answer after 1 tries"):
         client.trigger("d", logical_date=None)
-    assert FakeAirflow.calls.count("POST /api/v2/dags/d/dagRuns") == 1
+    assert FakeAirflow.calls.count("POST /api/v2/dags/d/dagRuns") == 1 and pauses == []
 
 
-def test_a_clear_is_not_repeated_on_a_busy_answer_unless_asked(client: AirflowClient) -> None:
+def test_only_a_clear_of_failed_tasks_is_repeated_on_a_busy_answer(client: AirflowClient) -> None:
     FakeAirflow.busy_answers = 1
     with pytest.raises(AirflowApiError) as raised:
         client.clear_run("d", "r/1")
     assert raised.value.status == 503 and FakeAirflow.bodies == []
     FakeAirflow.busy_answers = 2
-    cleared = client.clear_run("d", "r/1", only_failed=True, busy_retries=3)
+    cleared = client.clear_run("d", "r/1", only_failed=True)
     assert cleared == [{"task_id": "t", "only_failed": True}]
     assert FakeAirflow.bodies == [{"dag_run_id": "r/1", "dry_run": False, "only_failed": True, "reset_dag_runs": True}]
     assert FakeAirflow.calls.count("POST /api/v2/dags/d/clearTaskInstances") == 4
+
+
+def test_a_write_not_marked_safe_to_repeat_is_never_repeated(client: AirflowClient, pauses: list[float]) -> None:
+    """An asset event whose answer was lost may exist: a second POST would start a second run downstream."""
+    FakeAirflow.slow_events = 1
+    with pytest.raises(TimeoutError, match=r"POST /api/v2/assets/events: no answer after 1 tries"):
+        client.create_asset_event("drift_detected")
+    assert len(FakeAirflow.bodies) == 1 and pauses == []
 
 
 def test_an_asset_event_goes_to_the_asset_of_exactly_that_name(client: AirflowClient) -> None:

@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from training_lib.local.airflow_api import TERMINAL_RUN_STATES, AirflowApi, AirflowApiError, poll
+from training_lib.local.airflow_api import SAFE_RETRIES, TERMINAL_RUN_STATES, AirflowApi, AirflowApiError, poll
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class AirflowClient(AirflowApi):
 
     def set_paused(self, dag_id: str, paused: bool) -> dict:
         """Pause or unpause ``dag_id`` (safe to repeat: retried when the server is busy or slow)."""
-        return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused}, retries=5)
+        return self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused}, retries=SAFE_RETRIES)
 
     def trigger(
         self, dag_id: str, conf: dict | None = None, logical_date: str | None = None, *, busy_retries: int = 0
@@ -86,13 +86,18 @@ class AirflowClient(AirflowApi):
 
         return poll(finished, timeout, f"{dag_id} run {run_id} to finish")
 
-    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = False, busy_retries: int = 0) -> list[dict]:
+    def clear_run(
+        self, dag_id: str, run_id: str, *, only_failed: bool = False, busy_retries: int | None = None
+    ) -> list[dict]:
         """Clear the task instances of a run (the UI's "Clear" on a run; ``only_failed``: "Clear failed tasks"),
-        which then run again. A busy server is retried only ``busy_retries`` times: a clear that took effect
-        but went unanswered, repeated, would clear tasks that had already started again."""
+        which then run again. A busy or slow server is retried ``busy_retries`` times; by default only a clear
+        of the failed tasks is, which is safe to repeat (the tasks it cleared are no longer failed; a repeat
+        may then answer fewer of them). A full clear that took effect but went unanswered, repeated, would
+        clear tasks that had already started again."""
         body = {"dag_run_id": run_id, "dry_run": False, "only_failed": only_failed, "reset_dag_runs": True}
         path = f"/api/v2/dags/{dag_id}/clearTaskInstances"
-        return self._request("POST", path, body, retries=busy_retries)["task_instances"]
+        retries = (SAFE_RETRIES if only_failed else 0) if busy_retries is None else busy_retries
+        return self._request("POST", path, body, retries=retries)["task_instances"]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         """The deserialized value of one XCom of a task instance (``map_index`` of a mapped task)."""
@@ -145,11 +150,12 @@ class AirflowClient(AirflowApi):
         DAG is paused while its backfill is created, and its paused state restored after: the scheduler leaves
         the runs alone until the backfill is whole.
 
-        A busy database is retried (10 times), which is safe because a DAG has one backfill at a time. A
-        creation that failed half-way can leave its backfill behind, and the scheduler marks a finished backfill
-        complete only every 30 s: while the API answers 409 "already a running backfill", this waits
-        (``wait_for_running_s`` in all) and tries again; with the default ``reprocess="completed"`` the new
-        backfill re-runs the days the left-over one ran, which changes nothing (re-runs are idempotent)."""
+        A busy database or a slow server is retried (10 times, within the client's ``deadline``), which is safe
+        because a DAG has one backfill at a time. A creation that failed half-way (or went unanswered) can leave
+        its backfill behind, and the scheduler marks a finished backfill complete only every 30 s: while the API
+        answers 409 "already a running backfill", this waits (``wait_for_running_s`` in all) and tries again;
+        with the default ``reprocess="completed"`` the new backfill re-runs the days the left-over one ran,
+        which changes nothing (re-runs are idempotent)."""
         body = {
             "dag_id": dag_id,
             "from_date": f"{from_date}T{at}Z",
@@ -171,7 +177,7 @@ class AirflowClient(AirflowApi):
             finally:
                 if hold:  # also lets a left-over backfill finish while this waits
                     self._unpause(dag_id, raising=sys.exc_info()[1] is None)
-            time.sleep(5.0)
+            self.sleep(5.0)
 
     def _unpause(self, dag_id: str, *, raising: bool) -> None:
         """Unpause ``dag_id`` after its backfill; a failure is raised only when no earlier error is on its way
