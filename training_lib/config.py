@@ -13,6 +13,7 @@ matter of environment variables only (see the README's configuration table).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -135,6 +136,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "s3_connect_timeout_s": _parse_positive_float,
     "s3_read_timeout_s": _parse_positive_float,
     "s3_max_attempts": _parse_at_least_one,
+    "orphan_grace_hours": _parse_positive_float,
     "mlflow_tracking_uri": lambda v: v.strip().rstrip("/"),
     "airflow_api_url": _parse_url,
     "embedded_services": _parse_services,
@@ -229,6 +231,11 @@ class Settings(_FromEnvironment):
         "FRAUD_S3_MAX_ATTEMPTS",
         5,
         "Attempts per S3 request (boto3 standard retries, first one included); then the task fails (Airflow retries).",
+    )
+    orphan_grace_hours: float = _env_field(
+        "FRAUD_ORPHAN_GRACE_HOURS",
+        24.0,
+        "Hours before an unreferenced part file of another writer counts as an orphan and is swept by a commit.",
     )
     mlflow_tracking_uri: str = _env_field(
         "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "MLflow tracking and registry server."
@@ -452,3 +459,15 @@ def load_stack_settings(
 def process_environment() -> dict[str, str]:
     """A copy of the process environment, for building child-process environments."""
     return dict(os.environ)
+
+
+def writer_scope(environ: Mapping[str, str] | None = None) -> str:
+    """A short id shared by every task and try of one Airflow DAG run, else by this process.
+
+    Part files carry it in their names, so a commit can sweep what its own run staged and left behind (a killed
+    try, a shard's leftovers) without touching what a concurrent writer of another run has staged.
+    """
+    source = os.environ if environ is None else environ
+    dag_id, run_id = source.get("AIRFLOW_CTX_DAG_ID"), source.get("AIRFLOW_CTX_DAG_RUN_ID")
+    identity = f"run|{dag_id}|{run_id}" if dag_id and run_id else f"process|{os.getpid()}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]

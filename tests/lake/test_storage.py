@@ -37,7 +37,7 @@ def test_publish_then_read_gives_the_same_table_and_manifest(lake: Lake, dataset
     assert lake.read_partition(dataset, DAY, columns=["amt", "trans_num"]).column_names == ["amt", "trans_num"]
 
     assert manifest == lake.partition_manifest(dataset, DAY)
-    assert re.fullmatch(r"\d{8}T\d{12}Z-[0-9a-f]{8}", manifest["version"])
+    assert re.fullmatch(rf"\d{{8}}T\d{{12}}Z-{lake.writer_scope()}-[0-9a-f]{{8}}", manifest["version"])
     assert manifest["files"] == [f"{prefix}/part-{manifest['version']}-00000.parquet"]
     assert manifest["rows"] == 500
     assert manifest["columns"] == table.column_names

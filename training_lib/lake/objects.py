@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from training_lib.config import Settings, load_settings
@@ -15,6 +16,9 @@ else:
     S3Client = Any
 
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# A conditional write lost: 412 PreconditionFailed (the ETag or the object's absence no longer holds), 409
+# ConditionalRequestConflict (AWS: a concurrent conditional write to the same key is in flight).
+CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 
 
 def s3_client(settings: Settings | None = None) -> S3Client:
@@ -60,6 +64,10 @@ class LakeError(Exception):
     """An S3 operation on the lake failed; the message names ``s3://bucket/key``."""
 
 
+class LakeConflict(LakeError):
+    """A conditional write was refused: another writer changed (or created) the object since it was read."""
+
+
 class LakeKeyError(LakeError, KeyError):
     """The object does not exist; the message names ``s3://bucket/key``."""
 
@@ -95,16 +103,37 @@ class ObjectStore:
         code = error_code(exc)
         if code in MISSING_CODES:
             return LakeKeyError(f"{self.uri(key)} does not exist ({operation})")
+        if code in CONFLICT_CODES:
+            return LakeConflict(f"S3 {operation} {self.uri(key)} refused ({code}): another writer changed it first")
         return LakeError(f"S3 {operation} {self.uri(key)} failed: {exc}")
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        """Write one object in a single PUT (atomic: readers see the old or the new object, never a mix)."""
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Write one object in a single PUT (atomic: readers see the old or the new object, never a mix).
+
+        Conditional writes, enforced by S3: ``if_match`` writes only while the object still has that ETag,
+        ``if_none_match`` only while no object has the key; otherwise :class:`LakeConflict` and nothing changes.
+        Returns the new object's ETag.
+        """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        extra = {"ContentType": content_type} if content_type else {}
+        extra: dict[str, str] = {"ContentType": content_type} if content_type else {}
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+            return str(self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra).get("ETag", ""))
         except (ClientError, BotoCoreError) as exc:
+            if if_match is not None and error_code(exc) in MISSING_CODES:  # AWS: the object it matched is gone
+                raise LakeConflict(f"S3 PUT {self.uri(key)} refused: the object it was to replace is gone") from exc
             raise self._fail("PUT", key, exc) from exc
 
     def get_bytes(self, key: str) -> bytes:
@@ -129,6 +158,18 @@ class ObjectStore:
         except BotoCoreError as exc:
             raise self._fail("HEAD", key, exc) from exc
         return True
+
+    def list_modified(self, prefix: str) -> list[tuple[str, datetime]]:
+        """(key, last modified) of every key starting with ``prefix``, sorted by key."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out: list[tuple[str, datetime]] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                out += [(item["Key"], item["LastModified"]) for item in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("LIST", prefix, exc) from exc
+        return sorted(out)
 
     def list_keys(self, prefix: str, *, page_size: int = 1000) -> list[str]:
         """Every key starting with ``prefix`` (a raw prefix: end it with ``/`` for a folder), sorted."""
@@ -192,10 +233,27 @@ class ObjectStore:
             raise ValueError("refusing to delete with an empty prefix (the whole bucket)")
         return self.delete_keys(self.list_keys(prefix))
 
-    def put_json(self, key: str, obj: Any) -> None:
-        """Write ``obj`` as UTF-8 JSON in a single PUT."""
+    def put_json(self, key: str, obj: Any, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        """Write ``obj`` as UTF-8 JSON in a single PUT (conditions as :meth:`put_bytes`); the new ETag."""
         data = json.dumps(obj, indent=2, ensure_ascii=False).encode()
-        self.put_bytes(key, data, "application/json")
+        return self.put_bytes(key, data, "application/json", if_match=if_match, if_none_match=if_none_match)
+
+    def get_json_tagged(self, key: str) -> tuple[Any, str | None]:
+        """The object parsed as JSON and its ETag, read in one GET; ``(None, None)`` when it does not exist."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            data = response["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            error = self._fail("GET", key, exc)
+            if isinstance(error, LakeKeyError):
+                return None, None
+            raise error from exc
+        try:
+            return json.loads(data), str(response.get("ETag", ""))
+        except ValueError as exc:
+            raise LakeError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
 
     def get_json(self, key: str, *, missing_ok: bool = False) -> Any:
         """Parse the object as JSON. Missing: :class:`LakeKeyError`, or ``None`` with ``missing_ok=True``."""

@@ -3,8 +3,15 @@
 A partition ``<dataset>/dt=D`` is the set of Parquet part files its ``_manifest.json`` lists. Parts with a
 fresh version id are written first (:meth:`PartitionWriter.stage_partition`), then the manifest in a single
 PUT (the commit point, :meth:`PartitionWriter.commit_partition`), then the parts no manifest refers to are
-deleted. One committer per partition at a time (one Airflow task per dataset and day); several tasks may stage
-versions of it (parallel shards, joined by :meth:`PartitionWriter.combine_staged`).
+deleted. Several tasks may stage versions of it (parallel shards, joined by
+:meth:`PartitionWriter.combine_staged`).
+
+S3 enforces one committer at a time: the manifest is written with ``If-Match`` on the ETag of the manifest that
+was read (``If-None-Match: *`` for a first publish), so of two concurrent commits exactly one wins; the other
+gets :class:`LakeConflict` (or, if the winner committed the very same content, the winner's manifest) and its
+parts are deleted. Part names carry the writer's scope (:func:`training_lib.config.writer_scope`: one Airflow
+DAG run), so a commit deletes only parts the previous manifest listed, its own run's leftovers, and orphans
+older than ``FRAUD_ORPHAN_GRACE_HOURS`` — never what a concurrent run has staged.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ import hashlib
 import io
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from training_lib.lake.layout import MANIFEST_KEY_RE, MANIFEST_NAME, dataset_root, manifest_key, partition_prefix
-from training_lib.lake.objects import LakeError, ObjectStore
+from training_lib.config import writer_scope
+from training_lib.lake.layout import MANIFEST_KEY_RE, dataset_root, manifest_key, partition_prefix
+from training_lib.lake.objects import LakeConflict, LakeError, ObjectStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,13 +39,33 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 ROW_GROUP_ROWS = 128 * 1024  # rows per Parquet row group: the unit a streaming reader holds at most
 
 
-def _new_version() -> str:
-    """A sortable, unique partition version: UTC timestamp (microseconds) + random suffix."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"
+# part-<UTC timestamp>-<writer scope>-<random>-<index>.parquet (parts written before scopes have no scope)
+PART_SCOPE_RE = re.compile(r"part-\d{8}T\d{12}Z-([0-9a-f]{8})-[0-9a-f]{8}-\d{5}\.parquet")
+
+
+def _new_version(scope: str | None = None) -> str:
+    """A sortable, unique partition version: UTC timestamp (microseconds), the writer's scope, a random suffix."""
+    middle = f"{scope}-" if scope else ""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{middle}{secrets.token_hex(4)}"
+
+
+def part_scope(key: str) -> str | None:
+    """The writer scope a part file's name carries (``None`` for a name without one)."""
+    match = PART_SCOPE_RE.fullmatch(key.rsplit("/", 1)[-1])
+    return match.group(1) if match else None
 
 
 class PartitionWriter(ObjectStore):
-    """Manifests and the commit protocol of the daily partitions (read by :class:`training_lib.lake.storage.Lake`)."""
+    """Manifests and the commit protocol of the daily partitions (read by :class:`training_lib.lake.storage.Lake`).
+
+    ``scope`` names this writer in its part files (default: :func:`training_lib.config.writer_scope`).
+    """
+
+    scope: str | None = None
+
+    def writer_scope(self) -> str:
+        """This writer's scope: ``scope`` when set, else the DAG run's (or the process's)."""
+        return self.scope or writer_scope()
 
     def manifest_key(self, dataset: str, day: date) -> str:
         """``<dataset>/dt=D/_manifest.json``: the commit point of the partition."""
@@ -101,7 +130,7 @@ class PartitionWriter(ObjectStore):
         prefix = partition_prefix(dataset_root(dataset), day)
         meta = dict(metadata or {})
         json.dumps(meta)  # fail on unserialisable metadata before anything is written
-        version = _new_version()
+        version = _new_version(self.writer_scope())
         written: list[str] = []
         content = hashlib.sha256()  # over the part files' bytes, in order: equal content, equal fingerprint
         rows = 0
@@ -155,7 +184,7 @@ class PartitionWriter(ObjectStore):
         an equal fingerprint (and :meth:`commit_partition` keeps an unchanged partition as it is). Nothing is
         written: this only builds the manifest.
         """
-        return combine_staged_manifests(staged, metadata)
+        return combine_staged_manifests(staged, metadata, scope=self.writer_scope())
 
     def discard_staged(self, staged: dict[str, Any]) -> None:
         """Delete the part files of a staged version that will not be committed (best effort).
@@ -165,36 +194,36 @@ class PartitionWriter(ObjectStore):
         self._discard(list(staged["files"]))
 
     def commit_partition(self, staged: dict[str, Any]) -> dict[str, Any]:
-        """Make a staged version the partition's content: one manifest PUT, then old parts are deleted.
+        """Make a staged version the partition's content: one conditional manifest PUT, then a sweep.
 
         Idempotent: when the partition already holds exactly this content (same part bytes, e.g. a re-run of
-        the same day), the staged parts are discarded and the current version stays, untouched.
+        the same day), the staged parts are discarded and the current version stays, untouched. When another
+        writer commits first (S3 refuses the conditional PUT): its manifest if it holds the same content, else
+        :class:`LakeConflict`; either way this attempt's parts are deleted and readers never saw them.
         """
         dataset, day = staged["dataset"], date.fromisoformat(staged["day"])
         prefix = partition_prefix(dataset, day)
-        current = self.partition_manifest(dataset, day)
+        key = self.manifest_key(dataset, day)
+        current, etag = self.get_json_tagged(key)
         if current and staged.get("content_sha256") and current.get("content_sha256") == staged["content_sha256"]:
-            self._discard([key for key in staged["files"] if key not in set(current["files"])])
-            self._discard(self._parts(prefix, keep=set(current["files"])))  # leftovers of failed attempts
+            self._discard([part for part in staged["files"] if part not in set(current["files"])])
+            self._sweep(prefix, keep=set(current["files"]), replaced=set())
             log.info("%s: content unchanged, version %s kept", self.uri(prefix), current["version"])
             return current
-        missing = [key for key in staged["files"] if not self.exists(key)]
-        if missing:
-            raise LakeError(
-                f"cannot commit {self.uri(prefix)} version {staged['version']}: staged file(s) "
-                f"{[self.uri(k) for k in missing[:3]]} are gone (another run published this day); stage again"
-            )
+        self._check_committable(prefix, staged)
         manifest = {
             **staged,
             "published_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
         try:
-            self.put_json(f"{prefix}/{MANIFEST_NAME}", manifest)  # the commit point
+            self.put_json(key, manifest, if_match=etag, if_none_match=etag is None)  # the commit point
+        except LakeConflict:
+            return self._lost_race(staged, key, read=current)
         except BaseException:
             if not self._committed(dataset, day, manifest["version"]):
                 self._discard(list(manifest["files"]))
             raise
-        self._discard(self._parts(prefix, keep=set(manifest["files"])))
+        self._sweep(prefix, keep=set(manifest["files"]), replaced=set(current["files"]) if current else set())
         log.info(
             "published %s: version %s, %d rows in %d file(s)",
             self.uri(prefix),
@@ -204,6 +233,40 @@ class PartitionWriter(ObjectStore):
         )
         return manifest
 
+    def _check_committable(self, prefix: str, staged: dict[str, Any]) -> None:
+        """Refuse a staged version whose parts are gone, or so old that a sweep may take them meanwhile."""
+        modified = dict(self.list_modified(prefix + "/part-"))
+        missing = [part for part in staged["files"] if part not in modified]
+        if missing:
+            raise LakeError(
+                f"cannot commit {self.uri(prefix)} version {staged['version']}: staged file(s) "
+                f"{[self.uri(k) for k in missing[:3]]} are gone (another run published this day); stage again"
+            )
+        oldest = min((modified[part] for part in staged["files"]), default=None)
+        limit = timedelta(hours=self.settings.orphan_grace_hours / 2)
+        if oldest is not None and datetime.now(UTC) - oldest > limit:
+            raise LakeError(
+                f"cannot commit {self.uri(prefix)} version {staged['version']}: its parts were staged at "
+                f"{oldest:%Y-%m-%d %H:%M} UTC, more than half of "
+                f"FRAUD_ORPHAN_GRACE_HOURS={self.settings.orphan_grace_hours:g} ago"
+                " (another commit may sweep them as orphans meanwhile); stage again"
+            )
+
+    def _lost_race(self, staged: dict[str, Any], key: str, read: dict[str, Any] | None) -> dict[str, Any]:
+        """Another writer committed between our read and our PUT: keep its version, delete our parts."""
+        winner = self.get_json(key, missing_ok=True) or {}
+        ours = [part for part in staged["files"] if part not in set(winner.get("files", []))]
+        self._discard(ours)
+        if staged.get("content_sha256") and winner.get("content_sha256") == staged["content_sha256"]:
+            log.info("%s: another writer committed the same content first (%s)", self.uri(key), winner["version"])
+            return winner
+        read_version = (read or {}).get("version", "none (first publish)")
+        raise LakeConflict(
+            f"cannot commit {self.uri(key)} version {staged['version']}: another writer committed version "
+            f"{winner.get('version')} after this one read version {read_version}; nothing of this attempt is "
+            "visible and its parts are deleted: re-run to stage on the new state"
+        )
+
     def _committed(self, dataset: str, day: date, version: str) -> bool:
         """Whether a manifest PUT that raised (e.g. a timeout) took effect after all; unknown counts as yes."""
         try:
@@ -212,14 +275,24 @@ class PartitionWriter(ObjectStore):
             return True  # keep the parts: deleting parts a manifest refers to would break the partition
         return current is not None and current.get("version") == version
 
-    def _parts(self, prefix: str, keep: set[str]) -> list[str]:
-        """Part files directly under the partition folder that are not in ``keep``."""
+    def _sweep(self, prefix: str, keep: set[str], replaced: set[str]) -> None:
+        """After a commit: delete unreferenced parts that were replaced, are this run's, or are orphans.
+
+        A part of another writer's scope younger than the grace period may be staged for a commit in flight:
+        it stays (a later commit sweeps it once it is an orphan).
+        """
         folder = prefix + "/"
-        return [
+        scope = self.writer_scope()
+        cutoff = datetime.now(UTC) - timedelta(hours=self.settings.orphan_grace_hours)
+        doomed = [
             key
-            for key in self.list_keys(folder + "part-")
-            if key.endswith(".parquet") and "/" not in key[len(folder) :] and key not in keep
+            for key, modified in self.list_modified(folder + "part-")
+            if key.endswith(".parquet")
+            and "/" not in key[len(folder) :]
+            and key not in keep
+            and (key in replaced or part_scope(key) == scope or modified < cutoff)
         ]
+        self._discard(doomed)
 
     def _discard(self, keys: list[str]) -> None:
         """Best-effort deletion of unreferenced parts: a failure is logged, the next publish retries."""
@@ -231,7 +304,9 @@ class PartitionWriter(ObjectStore):
             log.warning("could not delete %d unreferenced part(s) such as %s: %s", len(keys), self.uri(keys[0]), exc)
 
 
-def combine_staged_manifests(staged: list[dict[str, Any]], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def combine_staged_manifests(
+    staged: list[dict[str, Any]], metadata: dict[str, Any] | None = None, *, scope: str | None = None
+) -> dict[str, Any]:
     """The manifest :meth:`PartitionWriter.combine_staged` builds (pure: nothing is read or written)."""
     if not staged:
         raise ValueError("combine_staged needs at least one staged version")
@@ -256,7 +331,7 @@ def combine_staged_manifests(staged: list[dict[str, Any]], metadata: dict[str, A
         content.update(bytes.fromhex(item["content_sha256"]))
         files += item["files"]
     return {
-        "version": _new_version(),
+        "version": _new_version(scope),
         "dataset": first["dataset"],
         "day": first["day"],
         "files": files,

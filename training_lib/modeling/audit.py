@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from training_lib.lake.layout import AUDIT_REGISTRY
-from training_lib.lake.objects import LakeError
+from training_lib.lake.objects import LakeConflict, LakeError
 from training_lib.lake.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,9 @@ def utc_now() -> datetime:
 class AuditLog:
     """Append-only: one JSON object per event under ``audit/registry/<model>/<UTC timestamp>-<uuid>.json``.
 
-    An object is never overwritten: keys are unique (timestamp + random uuid) and :meth:`append` refuses a
-    key that exists. Keys sort chronologically; within one process timestamps strictly increase.
+    An object is never overwritten: keys are unique (timestamp + random uuid) and :meth:`append` writes with
+    ``If-None-Match: *``, so S3 itself refuses a key that exists, even to a concurrent writer. Keys sort
+    chronologically; within one process timestamps strictly increase.
     """
 
     def __init__(self, lake: Lake, model_name: str) -> None:
@@ -65,9 +66,12 @@ class AuditLog:
         entry = {"at": at.isoformat(), "id": entry_id, "model": self.model_name, **event}
         json.dumps(entry, allow_nan=False)  # fail before writing anything that would not read back as JSON
         key = f"{self.prefix}{at:%Y%m%dT%H%M%S%fZ}-{entry_id}.json"
-        if self.lake.exists(key):
-            raise LakeError(f"refusing to overwrite audit entry {self.lake.uri(key)}")
-        self.lake.put_json(key, entry)
+        try:
+            self.lake.put_json(key, entry, if_none_match=True)
+        except LakeConflict as exc:
+            if self.lake.get_json(key, missing_ok=True) == entry:  # our own PUT, retried after a lost answer
+                return entry
+            raise LakeError(f"refusing to overwrite audit entry {self.lake.uri(key)}: another writer holds it") from exc
         return entry
 
     def keys(self) -> list[str]:
