@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -508,7 +509,7 @@ def test_alias_moves_outside_platform(registry: Registry) -> None:
 class WriteDeniedLake(Lake):
     """The real lake, but every PUT is refused (an S3 policy denying writes)."""
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None, **conditions: Any) -> str:
         raise self._fail("PUT", key, PermissionError("AccessDenied"))
 
 

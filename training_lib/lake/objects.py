@@ -161,15 +161,9 @@ class ObjectStore:
 
     def list_modified(self, prefix: str) -> list[tuple[str, datetime]]:
         """(key, last modified) of every key starting with ``prefix``, sorted by key."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        out: list[tuple[str, datetime]] = []
-        try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                out += [(item["Key"], item["LastModified"]) for item in page.get("Contents", [])]
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("LIST", prefix, exc) from exc
-        return sorted(out)
+        return sorted(
+            (item["Key"], item["LastModified"]) for page in self._pages(prefix) for item in page.get("Contents", [])
+        )
 
     def list_keys(self, prefix: str, *, page_size: int = 1000) -> list[str]:
         """Every key starting with ``prefix`` (a raw prefix: end it with ``/`` for a folder), sorted."""
@@ -177,20 +171,23 @@ class ObjectStore:
 
     def _list(self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000) -> Iterator[tuple[str, bool]]:
         """(key, is_common_prefix) pairs under ``prefix``, all pages."""
+        for page in self._pages(prefix, delimiter=delimiter, page_size=page_size):
+            for item in page.get("Contents", []):
+                yield item["Key"], False
+            for common in page.get("CommonPrefixes", []):
+                yield common["Prefix"], True
+
+    def _pages(self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """The ``list_objects_v2`` answers under ``prefix``, page by page; a failure names the prefix."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
+            yield from self.client.get_paginator("list_objects_v2").paginate(
                 **kwargs, PaginationConfig={"PageSize": page_size}
             )
-            for page in pages:
-                for item in page.get("Contents", []):
-                    yield item["Key"], False
-                for common in page.get("CommonPrefixes", []):
-                    yield common["Prefix"], True
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("LIST", prefix, exc) from exc
 
@@ -257,16 +254,10 @@ class ObjectStore:
 
     def get_json(self, key: str, *, missing_ok: bool = False) -> Any:
         """Parse the object as JSON. Missing: :class:`LakeKeyError`, or ``None`` with ``missing_ok=True``."""
-        try:
-            data = self.get_bytes(key)
-        except LakeKeyError:
-            if missing_ok:
-                return None
-            raise
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise LakeError(f"{self.uri(key)} is not valid JSON: {exc}") from exc
+        value, etag = self.get_json_tagged(key)
+        if etag is None and not missing_ok:
+            raise LakeKeyError(f"{self.uri(key)} does not exist (GET)")
+        return value
 
     def presigned_url(self, key: str, expires_in: int = 3600) -> str:
         """A time-limited HTTP(S) GET URL for the object (for links to reports)."""

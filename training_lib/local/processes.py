@@ -86,7 +86,7 @@ def process_start_time(pid: int) -> str | None:
 
 
 def process_alive(pid: int) -> bool:
-    if pid <= 0 or not psutil.pid_exists(pid):
+    if pid <= 0:
         return False
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
