@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,8 +79,17 @@ class StackHandle:
         return json.loads(passwords.read_text())[self.stack.airflow_admin_user]
 
 
+def private_state_dir(prefix: str) -> Path:
+    """A state folder the postgres OS user can reach (PostgreSQL refuses root; pytest's tmp is root-only)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    return folder
+
+
 def stack_environment(state_dir: Path) -> dict[str, str]:
-    """Environment for a private stack: its own state folder and free ports for every service."""
+    """Environment for a private stack: its own state folder, free ports for every service, and Airflow's
+    metadata in the stack's own PostgreSQL (SQLite's database lock stalled the API server for a minute at a
+    time when two test stacks shared the machine); ``FRAUD_AIRFLOW_DATABASE=sqlite`` keeps `make up`'s."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FRAUD_", "AIRFLOW", "MLFLOW_"))}
     env.update(
         {
@@ -87,6 +98,8 @@ def stack_environment(state_dir: Path) -> dict[str, str]:
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
             "FRAUD_AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
             "FRAUD_BUCKET": "fraud-platform-test",
+            "FRAUD_AIRFLOW_DATABASE": "postgres",
+            "FRAUD_POSTGRES_PORT": str(free_port()),
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
     )
@@ -96,12 +109,13 @@ def stack_environment(state_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
-    """Start the whole stack for a test module; always stopped (by PID) at the end.
+def local_stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
+    """Start the whole stack for a test module; always stopped (by PID) at the end, its state folder deleted
+    unless a test of the module failed.
 
     A module can set ``STACK_SETTINGS = {"FRAUD_…": "…"}`` to run its stack with other settings.
     """
-    state_dir = tmp_path_factory.mktemp("stack")
+    state_dir = private_state_dir(f"fraud-{request.module.__name__.rsplit('.', 1)[-1]}-")
     env = stack_environment(state_dir)
     env.update(getattr(request.module, "STACK_SETTINGS", {}))
     handle = start_stack(env, state_dir)
@@ -115,6 +129,8 @@ def local_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             except Exception as exc:  # a report that fails must not keep the stack running
                 print(f"(no stack report: {exc!r})")
         handle.cli("down")
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _report_stack(request: pytest.FixtureRequest, handle: StackHandle, state_dir: Path, lines: int = 25) -> None:

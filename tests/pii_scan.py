@@ -286,10 +286,13 @@ class PiiScanner:
         findings = self.scan_bytes(data, where, depth=MAX_DECODE_DEPTH)  # raw pages, free pages included
         return _unique(findings + self.scan_text(_sqlite_file_text(path), f"{where}!sqlite-dump"))
 
-    def scan_tree(self, root: Path) -> ScanReport:
-        """Every regular file under ``root`` (logs, databases, anything)."""
+    def scan_tree(self, root: Path, skip: tuple[str, ...] = ()) -> ScanReport:
+        """Every regular file under ``root`` (logs, databases, anything) but those under the folders ``skip``
+        (paths relative to ``root``)."""
         report = ScanReport()
         for path in sorted(root.rglob("*")):
+            if path.relative_to(root).parts[0] in skip:
+                continue
             if path.is_file() and not path.is_symlink():
                 report.findings += self.scan_file(path, str(path.relative_to(root)))
                 report.scanned.append(str(path.relative_to(root)))

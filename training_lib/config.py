@@ -86,6 +86,16 @@ def _parse_threshold_strategy(value: str) -> str:
     return value
 
 
+AIRFLOW_DATABASES = ("sqlite", "postgres")
+
+
+def _parse_airflow_database(value: str) -> str:
+    value = value.strip().lower()
+    if value not in AIRFLOW_DATABASES:
+        raise ValueError(f"expected one of {', '.join(AIRFLOW_DATABASES)}, got {value!r}")
+    return value
+
+
 def _parse_services(value: str) -> tuple[str, ...]:
     services = tuple(s.strip() for s in value.split(",") if s.strip())
     unknown = sorted(set(services) - set(EMBEDDED_SERVICES))
@@ -161,6 +171,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "celery_workers": _parse_positive_int,
     "celery_worker_concurrency": _parse_at_least_one,
     "postgres_port": _parse_at_least_one,
+    "airflow_database": _parse_airflow_database,
     "redis_port": _parse_at_least_one,
     "threshold_strategy": _parse_threshold_strategy,
     "drift_reference_days": _parse_positive_int,
@@ -377,21 +388,33 @@ class StackSettings(_FromEnvironment):
     celery_workers: int = _env_field(
         "FRAUD_CELERY_WORKERS",
         0,
-        "0: LocalExecutor on SQLite (`make up`). N > 0: CeleryExecutor with N workers, PostgreSQL and Redis "
+        "0: LocalExecutor (`make up`). N > 0: CeleryExecutor with N workers, PostgreSQL and Redis "
         "(`make up-distributed` uses 2).",
+    )
+    airflow_database: str = _env_field(
+        "FRAUD_AIRFLOW_DATABASE",
+        "sqlite",
+        "Airflow's metadata database with LocalExecutor: `sqlite` (a file in the state folder) or `postgres` "
+        "(the stack's own PostgreSQL server, from `make os-packages`; no SQLite lock waits under load: the tests "
+        "use it). Always `postgres` with Celery workers.",
     )
     celery_worker_concurrency: int = _env_field(
         "FRAUD_CELERY_WORKER_CONCURRENCY", 2, "Task slots (processes) per Celery worker."
     )
     postgres_port: int = _env_field(
-        "FRAUD_POSTGRES_PORT", 5432, "PostgreSQL of the distributed stack (Airflow metadata, MLflow backend store)."
+        "FRAUD_POSTGRES_PORT", 5432, "The stack's own PostgreSQL, when it runs one (Airflow metadata, MLflow store)."
     )
     redis_port: int = _env_field("FRAUD_REDIS_PORT", 6379, "Redis of the distributed stack (the Celery broker).")
 
     @property
     def distributed(self) -> bool:
-        """The scale-out topology: Celery workers, PostgreSQL, Redis (instead of LocalExecutor on SQLite)."""
+        """The scale-out topology: Celery workers, PostgreSQL, Redis (instead of LocalExecutor)."""
         return self.celery_workers > 0
+
+    @property
+    def uses_postgres(self) -> bool:
+        """The stack runs its own PostgreSQL for Airflow's metadata and MLflow's backend store."""
+        return self.distributed or self.airflow_database == "postgres"
 
     def env(self) -> dict[str, str]:
         """The platform's and the stack's settings as environment variables."""

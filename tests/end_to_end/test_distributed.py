@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
-from conftest import StackHandle, free_port, stack_environment, start_stack
+from conftest import StackHandle, free_port, private_state_dir, stack_environment, start_stack
 
 from training_lib.config import DUMMY_S3_KEY
 from training_lib.lake.layout import (
@@ -54,16 +52,9 @@ WORKERS = 2
 DAGS = ("transactions_daily", "batch_score")
 
 
-def _private_state_dir(prefix: str) -> Path:
-    """A state folder the postgres OS user can reach (PostgreSQL refuses root; pytest's tmp is root-only)."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    folder.chmod(0o755)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def distributed() -> Iterator[StackHandle]:
-    state_dir = _private_state_dir("fraud-distributed-")
+    state_dir = private_state_dir("fraud-distributed-")
     env = stack_environment(state_dir)
     env.update(SHARED_SETTINGS)
     env.update(
@@ -71,7 +62,6 @@ def distributed() -> Iterator[StackHandle]:
             "FRAUD_BUCKET": "fraud-distributed",
             "FRAUD_CELERY_WORKERS": str(WORKERS),
             "FRAUD_CELERY_WORKER_CONCURRENCY": "1",  # one task per worker: the shards must spread over both
-            "FRAUD_POSTGRES_PORT": str(free_port()),
             "FRAUD_REDIS_PORT": str(free_port()),
         }
     )
@@ -93,6 +83,7 @@ def reference(distributed: StackHandle, tmp_path_factory: pytest.TempPathFactory
         {
             "FRAUD_BUCKET": "fraud-local-reference",
             "FRAUD_EMBEDDED_SERVICES": "airflow",
+            "FRAUD_AIRFLOW_DATABASE": "sqlite",  # `make up`'s default
             "FRAUD_S3_ENDPOINT_URL": distributed.settings.s3_endpoint_url or "",
             "MLFLOW_TRACKING_URI": distributed.settings.mlflow_tracking_uri,
             "AWS_ACCESS_KEY_ID": DUMMY_S3_KEY,  # what the S3 server accepts

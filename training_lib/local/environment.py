@@ -165,15 +165,16 @@ def airflow_env(settings: StackSettings, paths: StackPaths) -> dict[str, str]:
             "AIRFLOW_CONN_AWS_DEFAULT": airflow_aws_connection(settings.platform),
         }
     )
-    if not settings.distributed:  # SQLite in AIRFLOW_HOME: a long lock wait (these arguments break PostgreSQL)
+    if not settings.uses_postgres:  # SQLite in AIRFLOW_HOME: a long lock wait (these arguments break PostgreSQL)
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "training_lib.config.AIRFLOW_SQLITE_ARGS"
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "training_lib.config.AIRFLOW_SQLITE_ARGS_ASYNC"
     else:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = postgres_url(settings, paths, "airflow")
+    if settings.distributed:
         env.update(
             {
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CORE__PARALLELISM": str(max(4, settings.celery_workers * settings.celery_worker_concurrency)),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url(settings, paths, "airflow"),
                 "AIRFLOW__CELERY__BROKER_URL": redis_url(settings, paths),
                 # the driver must be named: plain db+postgresql:// makes SQLAlchemy look for psycopg 3
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres_url(settings, paths, "airflow"),

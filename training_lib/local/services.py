@@ -61,7 +61,7 @@ class StackServices:
         # The backend store by environment (mlflow server reads it), so a PostgreSQL password is never on argv.
         env["MLFLOW_BACKEND_STORE_URI"] = (
             postgres_url(self.settings, self.paths, "mlflow")
-            if self.settings.distributed
+            if self.settings.uses_postgres
             else f"sqlite:///{self.paths.mlflow / 'mlflow.db'}"
         )
         return Service("mlflow", argv, env, lambda: http_ok(f"{uri}/health"), port)
@@ -119,7 +119,7 @@ class StackServices:
         return services
 
     def groups(self) -> dict[str, list[Service]]:
-        """Service groups in start order; PostgreSQL and Redis only in the distributed topology."""
+        """Service groups in start order; PostgreSQL when the stack uses it, Redis only in the distributed topology."""
         builders = {
             "postgres": lambda: [self.postgres_service()],
             "redis": lambda: [self.redis_service()],
@@ -131,7 +131,9 @@ class StackServices:
         return {group: builders[group]() for group in builders if group in wanted}
 
     def infrastructure_groups(self) -> tuple[str, ...]:
-        return ("postgres", "redis") if self.settings.distributed else ()
+        if self.settings.distributed:
+            return ("postgres", "redis")
+        return ("postgres",) if self.settings.uses_postgres else ()
 
     # ---- health
     def s3_healthy(self) -> bool:

@@ -93,7 +93,7 @@ class LocalStack:
                         f"{service.name}: port {service.port} on {LOOPBACK} is taken by a process that is not "
                         f"ours; stop it or choose another port in the settings (see README, Configuration)"
                     )
-        if self.settings.distributed:
+        if self.catalog.infrastructure_groups():
             self._start_infrastructure(groups, timeout)
         if "s3" in groups:
             names = self._start_missing(groups["s3"])
@@ -119,10 +119,14 @@ class LocalStack:
         self.echo(self.describe())
 
     def _start_infrastructure(self, groups: dict[str, list[Service]], timeout: float) -> None:
-        """PostgreSQL (initialised on first start, databases created) and Redis, healthy before anything else."""
+        """PostgreSQL (initialised on first start, databases created) and, distributed, Redis, healthy before
+        anything else."""
         init_postgres(self.paths, self.echo)
-        write_redis_config(self.paths, self.settings.redis_port)
+        if self.settings.distributed:
+            write_redis_config(self.paths, self.settings.redis_port)
         for group, what in (("postgres", "PostgreSQL"), ("redis", "Redis")):
+            if group not in groups:
+                continue
             names = self._start_missing(groups[group])
             took = self._wait(what, groups[group][0].health, timeout, names)  # type: ignore[arg-type]
             self.echo(f"[{group}] healthy after {took:.1f}s")
@@ -156,7 +160,7 @@ class LocalStack:
         return self._start_missing(services)
 
     def down(self) -> None:
-        """Stop by PID: the platform's services first, then (distributed) the databases they were using."""
+        """Stop by PID: the platform's services first, then the databases they were using (PostgreSQL, Redis)."""
         groups = self.catalog.groups()
         infrastructure = self.catalog.infrastructure_groups()
         for layer in ([g for g in groups if g not in infrastructure], [g for g in groups if g in infrastructure]):
@@ -200,6 +204,8 @@ class LocalStack:
                 f"{settings.celery_worker_concurrency} slots; PostgreSQL {LOOPBACK}:{settings.postgres_port}, "
                 f"Redis {LOOPBACK}:{settings.redis_port}"
             )
+        elif settings.uses_postgres:
+            lines.append(f"  executor   : LocalExecutor; PostgreSQL {LOOPBACK}:{settings.postgres_port}")
         return "\n".join(lines)
 
     def status(self) -> bool:
