@@ -2,9 +2,10 @@
 
 In order, against one stack:
 1. 16 simulated days land; ``transactions_daily`` and ``labels_daily`` are backfilled over them;
-2. a second, identical backfill of both (re-processing the completed runs) leaves the lake unchanged:
-   every object outside ``reports/`` byte-identical (same keys, same ETags: partitions keep their version),
-   the reports rewritten with the same content (timestamps aside);
+2. a second, identical backfill of both over four of those days, the quarantine day among them
+   (re-processing the completed runs), leaves the lake unchanged: every object outside ``reports/``
+   byte-identical (same keys, same ETags: partitions keep their version), the reports rewritten with the
+   same content (timestamps aside);
 3. a manual ``retrain`` promotes a first champion; clearing that run (the UI's "Clear") runs it again:
    same version reused, no second alias move, no second audit entry or ``model_promoted`` event;
 4. ``batch_score`` backfilled over three days, then again: the predictions are byte-identical.
@@ -22,6 +23,7 @@ from training_lib.lake.layout import (
     LANDING_LABELS,
     LANDING_TRANSACTIONS,
     PREDICTIONS,
+    QUARANTINE_TRANSACTIONS,
     VALIDATED_TRANSACTIONS,
     partition_prefix,
 )
@@ -34,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180
 
 START = date(2026, 4, 1)
 DAYS = [(START + timedelta(days=i)).isoformat() for i in range(16)]  # 15 matured: the 14-day window
+REPROCESSED = DAYS[8:12]  # the quality incident's day (offset 10) and its neighbours
 SCORED = DAYS[-3:]
 STACK_SETTINGS = {
     "FRAUD_LABEL_DELAY_DAYS": "1",
@@ -116,7 +119,7 @@ def first_backfill(lake: Lake, client) -> dict[str, str]:
 def second_backfill(lake: Lake, client, first_backfill: dict[str, str]) -> tuple[dict[str, str], dict, dict]:
     reports_before = _json_reports(lake, [k for k in first_backfill if k.startswith("reports/")])
     for dag_id in INGESTION:
-        _backfill(client, dag_id, DAYS, again=True)
+        _backfill(client, dag_id, REPROCESSED, again=True)
     after = _objects(lake)
     return after, reports_before, _json_reports(lake, [k for k in after if k.startswith("reports/")])
 
@@ -136,6 +139,9 @@ def test_a_second_identical_backfill_leaves_the_data_byte_identical(first_backfi
     }
     changed = sorted(k for k in data_before if data_before[k] != data_after[k])
     assert changed == [], changed[:10]
+    # the re-processed days include one with quarantined rows
+    quarantined = [partition_prefix(QUARANTINE_TRANSACTIONS, date.fromisoformat(day)) for day in REPROCESSED]
+    assert any(key.startswith(prefix) for prefix in quarantined for key in data_after)
 
 
 def _report_keys(objects: dict[str, str]) -> list[str]:
