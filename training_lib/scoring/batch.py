@@ -16,8 +16,8 @@ process):
    (``(h // shards) % buckets``). Rows of the shard are spilled to local Arrow files, one per bucket: every
    transaction of a card lands in the same shard and bucket, so per-card history features are exact, and
    memory holds one bucket at a time however large the day is (``FRAUD_SCORING_BUCKET_ROWS``). Each bucket:
-   shared features (``features.build_features``) → ``predict_proba`` → prediction rows. The shard's part
-   files are *staged* (invisible to readers).
+   shared features (``features.build_features``) → the model's scores (``scoring.predict``) → prediction
+   rows. The shard's part files are *staged* (invisible to readers).
 3. **Commit** (``scoring.commit.commit_scoring``): checks that every shard is there exactly once and that the
    predictions add up to the validated rows, combines the staged shards in shard order into one manifest
    (``Lake.combine_staged``), commits it and writes ``_SUCCESS``; a failed or incomplete run leaves

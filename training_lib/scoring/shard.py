@@ -47,8 +47,10 @@ def _score_buckets(folder: Path, shard: int, buckets: int, champion: Champion) -
     import pyarrow as pa
 
     from training_lib.modeling.features import FEATURE_COLUMNS, build_features, validated_frame
+    from training_lib.scoring.predict import fraud_scorer
 
     schema = prediction_schema()
+    score = fraud_scorer(champion.model)  # once per shard: the model's layout is inspected once
     for bucket in range(buckets):
         target_path = folder / spill_name("day", shard, bucket)
         if not target_path.exists():
@@ -61,7 +63,7 @@ def _score_buckets(folder: Path, shard: int, buckets: int, champion: Champion) -
             history_table = pa.concat_tables([read_spill(path) for path in history_paths])
             history = validated_frame(history_table, history_table.column_names)
         features = build_features(target, history)
-        scores = champion.model.predict_proba(features[list(FEATURE_COLUMNS)])[:, 1]
+        scores = score(features[list(FEATURE_COLUMNS)])
         n = len(target)
         yield pa.table(
             {
