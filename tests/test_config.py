@@ -84,11 +84,18 @@ def test_real_aws_is_an_empty_endpoint_and_the_default_credential_chain() -> Non
         ("FRAUD_MODEL_NAME", "  "),
         ("FRAUD_S3_MAX_ATTEMPTS", "0"),
         ("FRAUD_S3_READ_TIMEOUT_S", "0"),
+        ("FRAUD_AIRFLOW_DATABASE", "mysql"),
     ],
 )
 def test_bad_values_raise_an_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_stack_settings({variable: value})
+
+
+def test_postgres_serves_airflow_when_chosen_and_always_with_celery_workers() -> None:
+    assert not load_stack_settings({}).uses_postgres  # `make up`: SQLite
+    assert load_stack_settings({"FRAUD_AIRFLOW_DATABASE": " PostgreS "}).uses_postgres
+    assert load_stack_settings({"FRAUD_CELERY_WORKERS": "2", "FRAUD_AIRFLOW_DATABASE": "sqlite"}).uses_postgres
 
 
 def test_the_s3_client_uses_the_configured_timeouts_and_attempts() -> None:
