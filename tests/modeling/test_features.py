@@ -32,11 +32,13 @@ from training_lib.modeling.features import (
     ROW_FEATURES,
     ROW_NUMERIC_FEATURES,
     build_features,
+    feature_frame,
     features_for_days,
     haversine_km,
     history_features,
     load_history,
     row_features,
+    validated_frame,
 )
 from training_lib.simulation.scenario import SimulationConfig
 from training_lib.simulation.simulator import Simulator
@@ -431,3 +433,26 @@ def test_load_history_reads_only_existing_days_and_inputs(lake: Lake) -> None:
     assert list(nothing.columns) == list(HISTORY_INPUT_COLUMNS) and nothing.empty
     transactions, features = features_for_days(lake, [day(100)])
     assert transactions.empty and features.empty and tuple(features.columns) == FEATURE_COLUMNS
+
+
+def test_the_scoring_frame_gives_the_features_of_the_validated_frame() -> None:
+    """feature_frame (plain dtypes, for scoring) and validated_frame (nullable dtypes) give equal features, on
+    validated rows and on rows with missing values: scoring and training compute the same values."""
+    import pyarrow as pa
+
+    days = [sim_day(i) for i in range(2)]
+    frame = pd.concat(days, ignore_index=True).drop(columns=["is_fraud"])
+    holed = frame.copy()
+    holes = holed.index[::97]
+    for column in ("amt", "category", "gender", "cc_num", "trans_num", "trans_date_trans_time", "dob", "lat"):
+        holed.loc[holes[: len(holes) // 2] if column in ("cc_num", "trans_num") else holes, column] = None
+    holed["city_pop"] = holed["city_pop"].astype("Int64").mask(holed.index.isin(holes[1::2]))
+    split = len(days[0])
+    for table in (to_validated_arrow(frame), pa.Table.from_pandas(holed, preserve_index=False)):
+        target, history = table.slice(split), table.slice(0, split)
+        expected = build_features(
+            validated_frame(target, target.column_names), validated_frame(history, history.column_names)
+        )
+        got = build_features(feature_frame(target), feature_frame(history))
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got["amt"].isna().sum() > 0 and got["category"].isna().sum() > 0 and got["city_pop"].isna().sum() > 0

@@ -24,7 +24,7 @@ from training_lib.scoring.champion import Champion
 from training_lib.scoring.commit import commit_scoring
 from training_lib.scoring.plan import IncompleteScoring, plan_scoring
 from training_lib.scoring.shard import score_shard
-from training_lib.scoring.spill import assign_cards, card_hashes, read_spill, spill_by_card
+from training_lib.scoring.spill import CardPlacer, assign_cards, card_hashes, read_spill, spill_by_card
 from training_lib.simulation.scenario import SimulationConfig
 from training_lib.simulation.simulator import Simulator, publish_validated_days
 
@@ -68,6 +68,19 @@ def test_assignment_uses_the_card_hash_and_one_shard_gives_the_unsharded_buckets
     assert set(shards) == set(range(4)) and set(buckets) == {0, 1}
     for shard in range(4):  # buckets use h // shards: a shard's cards still spread over all its buckets
         assert set(buckets[shards == shard]) == {0, 1}
+
+
+def test_the_card_placer_gives_each_cards_token_and_hash_and_forgets_past_its_limit() -> None:
+    rng = np.random.default_rng(3)
+    cards = [f"4{int(n):015d}" for n in rng.integers(0, 900, 6000)]
+    for limit in (700, 5000):  # fewer than the distinct cards (memory cleared on the way), or all remembered
+        placer = CardPlacer(KEY, limit=limit)
+        for batch in (cards[:2500], cards[2500:], [None, cards[0], None, cards[-1]], cards[:2500]):
+            tokens, hashes = placer.place(pa.array(batch, pa.string()))
+            expected = card_tokens(batch, KEY)
+            assert tokens.to_pylist() == expected
+            assert np.array_equal(hashes, card_hashes(expected))
+            assert len(placer._known) <= limit
 
 
 def test_shards_partition_the_cards_and_cover_every_row(tmp_path) -> None:

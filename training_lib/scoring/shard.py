@@ -46,7 +46,7 @@ def prediction_schema() -> pa.Schema:
 def _score_buckets(folder: Path, shard: int, buckets: int, champion: Champion) -> Iterator[pa.Table]:
     import pyarrow as pa
 
-    from training_lib.modeling.features import FEATURE_COLUMNS, build_features, validated_frame
+    from training_lib.modeling.features import FEATURE_COLUMNS, build_features, feature_frame
     from training_lib.scoring.predict import fraud_scorer
 
     schema = prediction_schema()
@@ -56,26 +56,23 @@ def _score_buckets(folder: Path, shard: int, buckets: int, champion: Champion) -
         if not target_path.exists():
             continue
         target_table = read_spill(target_path)
-        target = validated_frame(target_table, target_table.column_names)
+        target = feature_frame(target_table)
         history_paths = sorted(folder.glob(spill_name("hist*", shard, bucket)))
         history = None
         if history_paths:
-            history_table = pa.concat_tables([read_spill(path) for path in history_paths])
-            history = validated_frame(history_table, history_table.column_names)
+            history = feature_frame(pa.concat_tables([read_spill(path) for path in history_paths]))
         features = build_features(target, history)
         scores = score(features[list(FEATURE_COLUMNS)])
         n = len(target)
+        spilled = target_table.select(["trans_num", "cc_num", "amt", "category"])  # rows in the frame's order
         yield pa.table(
-            {
-                "trans_num": pa.array(target["trans_num"].astype(str).to_numpy(), pa.string()),
-                "card_token": pa.array(target["cc_num"].astype(str).to_numpy(), pa.string()),  # spilled as tokens
-                "amt": pa.array(target["amt"].to_numpy(dtype="float64"), pa.float64()),
-                "category": pa.array(target["category"].astype(str).to_numpy(), pa.string()),
-                "score": pa.array(scores, pa.float64()),
-                "decision": pa.array(decisions(scores, champion.threshold), pa.int8()),
-                "model_name": pa.array([champion.name] * n, pa.string()),
-                "model_version": pa.array([champion.version] * n, pa.string()),
-            },
+            [
+                *spilled.columns,  # cc_num was spilled as the card token
+                pa.array(scores, pa.float64()),
+                pa.array(decisions(scores, champion.threshold), pa.int8()),
+                pa.repeat(pa.scalar(champion.name, pa.string()), n),
+                pa.repeat(pa.scalar(str(champion.version), pa.string()), n),
+            ],
             schema=schema,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from training_lib.config import Settings
 from training_lib.lake.layout import VALIDATED_TRANSACTIONS
@@ -51,26 +51,29 @@ def spill_by_card(
     *,
     shards: int = 1,
     shard: int | None = None,
+    placer: CardPlacer | None = None,
 ) -> int:
     """Write the batches' rows into ``<folder>/<prefix>-<shard>-<bucket>.arrow`` by card; returns rows written.
 
     Only the rows of ``shard`` are kept when it is given (else every shard's). The card number is replaced
     by its card token before anything is written: local files never hold a PAN, even when a killed task
     leaves them behind (the token identifies the card for its history just as well). Uncompressed Arrow
-    IPC: the spill is read back once, right away, so writing speed is what counts.
+    IPC: the spill is read back once, right away, so writing speed is what counts. ``placer`` (made from
+    ``key`` when not given) remembers the cards it has seen: pass one placer to every call of a run.
     """
     import numpy as np
     import pyarrow as pa
 
+    placer = placer or CardPlacer(key)
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     rows = 0
     try:
         for batch in batches:
             table = pa.Table.from_batches([batch])
             position = table.schema.get_field_index("cc_num")
-            tokens = pa.array(_tokens(table.column(position).to_pandas(), key), pa.string())
+            tokens, hashes = placer.place(table.column(position))
             table = table.set_column(position, "cc_num", tokens)
-            shard_ids, bucket_ids = assign_cards(card_hashes(table.column("cc_num")), shards, buckets)
+            shard_ids, bucket_ids = assign_cards(hashes, shards, buckets)
             if shard is not None:
                 keep = shard_ids == shard
                 table, shard_ids, bucket_ids = table.filter(pa.array(keep)), shard_ids[keep], bucket_ids[keep]
@@ -104,15 +107,51 @@ def read_spill(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
-def _tokens(card_numbers: Any, key: bytes) -> np.ndarray:
-    """Card tokens, one HMAC per distinct card (a card appears many times a day)."""
-    import numpy as np
-    import pandas as pd
+class CardPlacer:
+    """Card number -> (card token, card hash), one HMAC and one hash per distinct card of a run.
 
-    from training_lib.privacy import card_tokens
+    A card appears many times a day and again in every history day: the answers are remembered, up to
+    ``limit`` cards (then forgotten and computed again, so memory stays bounded on any day). Equal to
+    :func:`training_lib.privacy.card_tokens` and :func:`card_hashes` of those tokens, value by value; a
+    missing card number stays missing (its hash is that of a missing token).
+    """
 
-    codes, uniques = pd.factorize(card_numbers.astype(str), sort=False)
-    return np.asarray(card_tokens(list(uniques), key), dtype=object)[codes]
+    def __init__(self, key: bytes, limit: int = 1_000_000) -> None:
+        self.key, self.limit = key, limit
+        self._known: dict[str, tuple[str, int]] = {}
+
+    def place(self, card_numbers: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """(tokens as an Arrow string array, uint64 hashes) of the card numbers, in their order."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from training_lib.privacy import card_tokens
+
+        encoded = pc.dictionary_encode(pa.chunked_array([card_numbers]).combine_chunks().cast(pa.string()))
+        distinct = encoded.dictionary.to_pylist()
+        new = [number for number in distinct if number not in self._known]
+        if len(self._known) + len(new) > self.limit:
+            self._known.clear()
+            new = distinct
+        fresh: dict[str, tuple[str, int]] = {}
+        if new:
+            tokens = card_tokens(new, self.key)
+            fresh = dict(zip(new, zip(tokens, card_hashes(tokens).tolist(), strict=True), strict=True))
+            if len(fresh) <= self.limit:  # a batch with more distinct cards than that is not remembered
+                self._known.update(fresh)
+        token_of = [fresh[number] if number in fresh else self._known[number] for number in distinct]
+        tokens = pa.array([token for token, _ in token_of], pa.string())
+        hashes = np.fromiter((hash_ for _, hash_ in token_of), dtype=np.uint64, count=len(token_of))
+        indices = encoded.indices
+        if indices.null_count:  # missing card numbers: a missing token, hashed like one
+            missing = card_hashes([None])[0]
+            positions = indices.fill_null(len(distinct)).to_numpy()
+            tokens = pa.concat_arrays([tokens, pa.nulls(1, pa.string())])
+            hashes = np.append(hashes, missing)
+        else:
+            positions = indices.to_numpy()
+        return tokens.take(pa.array(positions)), hashes[positions]
 
 
 def spill_inputs(
@@ -124,7 +163,7 @@ def spill_inputs(
 
     key = token_key(settings)
     columns = list(dict.fromkeys([*ROW_FEATURE_INPUTS, *HISTORY_INPUT_COLUMNS, "category"]))
-    place = {"shards": shards, "shard": shard}
+    place = {"shards": shards, "shard": shard, "placer": CardPlacer(key)}  # one placer: each card hashed once
     rows = spill_by_card(
         lake.iter_partition_batches(VALIDATED_TRANSACTIONS, day, columns=columns), buckets, folder, "day", key, **place
     )
