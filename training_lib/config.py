@@ -337,6 +337,12 @@ class Settings(_FromEnvironment):
     )
 
     @property
+    def label_window_days(self) -> int:
+        """A label confirmed on day L is accepted only for a transaction validated on the N days up to L (N =
+        dedup look-back + label delay), so day D's labels are all in the label partitions D .. D + N - 1."""
+        return self.dedup_lookback_days + self.label_delay_days
+
+    @property
     def project_root(self) -> Path:
         return PROJECT_ROOT
 

@@ -146,6 +146,19 @@ def test_read_partitions_concatenates_existing_days(lake: Lake, dataset: str) ->
     assert lake.list_partitions(dataset) == [d1, d3]
 
 
+def test_list_partitions_since_lists_from_that_day_on(lake: Lake, dataset: str) -> None:
+    days = [date(2024, 2, 28), date(2024, 2, 29), date(2024, 3, 1), date(2024, 3, 10), date(2024, 11, 2)]
+    for k, day in enumerate(days):
+        lake.publish_partition(dataset, day, make_table(3, start=3 * k))
+    assert lake.list_partitions(dataset, since=date(2024, 2, 29)) == days[1:]  # the day itself included
+    assert lake.list_partitions(dataset, since=date(2024, 3, 2)) == days[3:]  # from a day without a partition
+    assert lake.list_partitions(dataset, since=date(2024, 1, 1)) == lake.list_partitions(dataset) == days
+    assert lake.list_partitions(dataset, since=date(2024, 11, 3)) == []
+    # S3 starts the listing there: the keys of earlier days are not even returned
+    after = lake.list_keys(dataset + "/dt=", start_after=f"{dataset}/dt=2024-03-10")
+    assert after and all("dt=2024-03-10/" in key or "dt=2024-11-02/" in key for key in after)
+
+
 def test_iter_partition_batches_returns_all_rows_in_bounded_batches(lake: Lake, dataset: str) -> None:
     tables = [make_table(1000, start=i * 1000) for i in range(3)]
     lake.publish_partition(dataset, DAY, iter(tables))

@@ -130,6 +130,31 @@ def test_realized_quality_matches_sklearn_and_is_written(settings: Settings, lak
     assert summary_key(lake, DAY) == f"{REPORTS_PERFORMANCE}/dt=2024-03-01/summary.json"
 
 
+def test_only_the_label_partitions_that_can_hold_the_days_labels_are_read(settings: Settings, lake: Lake) -> None:
+    """A day's labels land on that day or within ``label_window_days`` after it (ingestion accepts no other):
+    partitions outside that window are not read, so the cost does not grow with the lake."""
+    data = scored_day()
+    publish_predictions(lake, DAY, data)
+    publish_labels(lake, DAY, data)  # confirmed on DAY + 3 and DAY + 6
+    inverted = {**data, "y": 1 - data["y"]}  # the same transactions with every label wrong
+    for outside in (DAY - timedelta(days=1), DAY + timedelta(days=settings.label_window_days)):
+        table = pa.table(
+            {
+                "trans_num": inverted["trans_num"],
+                "is_fraud": inverted["y"],
+                "confirmed_at": [datetime(outside.year, outside.month, outside.day)] * len(data["y"]),
+            },
+            schema=LABEL_SCHEMA,
+        )
+        lake.publish_partition(LABELS, outside, table)
+
+    summary = realized_quality(settings, DAY, lake)
+
+    assert summary is not None and summary["frauds"] == 20  # the wrong labels outside the window were not read
+    assert summary["pr_auc"] == pytest.approx(average_precision_score(data["y"], data["score"]))
+    assert summary["labels_through"] == (DAY + timedelta(days=settings.label_window_days)).isoformat()
+
+
 def test_report_holds_no_transaction_ids_or_card_tokens(settings: Settings, lake: Lake) -> None:
     data = scored_day(tag="priv")
     publish_predictions(lake, DAY, data)
@@ -198,6 +223,11 @@ def test_matured_scored_days(settings: Settings, lake: Lake) -> None:
     ]
     assert matured_scored_days(settings, date(2024, 3, 17), lake) == [date(2024, 3, 10)]
     assert matured_scored_days(settings, date(2024, 3, 16), lake) == []
+    # the look-back: label_window_days before the cutoff, that day included (the listing does not grow)
+    window = replace(settings, dedup_lookback_days=2, label_delay_days=7)  # label_window_days = 9
+    assert window.label_window_days == 9
+    assert matured_scored_days(window, date(2024, 3, 26), lake) == [date(2024, 3, d) for d in (10, 12, 13, 14, 19)]
+    assert matured_scored_days(window, date(2024, 3, 27), lake) == [date(2024, 3, d) for d in (12, 13, 14, 19)]
 
 
 def test_a_day_scored_by_a_model_fitted_on_it_is_not_measured(settings: Settings, lake: Lake) -> None:

@@ -165,7 +165,7 @@ def ingest_labels_day(settings: Settings, day: date) -> dict[str, Any]:
 
     lake = Lake(settings)
     files = _landing(lake, LANDING_LABELS, day)
-    window = settings.dedup_lookback_days + settings.label_delay_days
+    window = settings.label_window_days
     known = earlier_trans_nums(lake, day + timedelta(days=1), window)
     outcome = validate_labels(files, day, known, stored_labels(lake, day, window))
     schema = label_arrow_schema()

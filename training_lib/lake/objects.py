@@ -165,25 +165,32 @@ class ObjectStore:
             (item["Key"], item["LastModified"]) for page in self._pages(prefix) for item in page.get("Contents", [])
         )
 
-    def list_keys(self, prefix: str, *, page_size: int = 1000) -> list[str]:
-        """Every key starting with ``prefix`` (a raw prefix: end it with ``/`` for a folder), sorted."""
-        return sorted(key for key, _ in self._list(prefix, page_size=page_size))
+    def list_keys(self, prefix: str, *, page_size: int = 1000, start_after: str | None = None) -> list[str]:
+        """Every key starting with ``prefix`` (a raw prefix: end it with ``/`` for a folder), sorted; only the keys
+        after ``start_after`` when given (S3 lists from there: the cost does not grow with the keys before it)."""
+        return sorted(key for key, _ in self._list(prefix, page_size=page_size, start_after=start_after))
 
-    def _list(self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000) -> Iterator[tuple[str, bool]]:
+    def _list(
+        self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000, start_after: str | None = None
+    ) -> Iterator[tuple[str, bool]]:
         """(key, is_common_prefix) pairs under ``prefix``, all pages."""
-        for page in self._pages(prefix, delimiter=delimiter, page_size=page_size):
+        for page in self._pages(prefix, delimiter=delimiter, page_size=page_size, start_after=start_after):
             for item in page.get("Contents", []):
                 yield item["Key"], False
             for common in page.get("CommonPrefixes", []):
                 yield common["Prefix"], True
 
-    def _pages(self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, prefix: str, *, delimiter: str | None = None, page_size: int = 1000, start_after: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The ``list_objects_v2`` answers under ``prefix``, page by page; a failure names the prefix."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if delimiter:
             kwargs["Delimiter"] = delimiter
+        if start_after:
+            kwargs["StartAfter"] = start_after
         try:
             yield from self.client.get_paginator("list_objects_v2").paginate(
                 **kwargs, PaginationConfig={"PageSize": page_size}

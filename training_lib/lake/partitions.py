@@ -79,11 +79,13 @@ class PartitionWriter(ObjectStore):
         """Whether the partition has a manifest."""
         return self.exists(self.manifest_key(dataset, day))
 
-    def list_partitions(self, dataset: str) -> list[date]:
-        """Days of ``dataset`` that have a manifest, sorted."""
+    def list_partitions(self, dataset: str, since: date | None = None) -> list[date]:
+        """Days of ``dataset`` that have a manifest, sorted; only days from ``since`` on when given (listed from
+        there, so the cost does not grow with the days before it)."""
         root = dataset_root(dataset) + "/"
+        start_after = f"{root}dt={since.isoformat()}" if since else None  # that day's keys sort right after it
         days = set()
-        for key in self.list_keys(root + "dt="):
+        for key in self.list_keys(root + "dt=", start_after=start_after):
             match = MANIFEST_KEY_RE.fullmatch(key[len(root) :])
             if match:
                 days.add(date.fromisoformat(match.group(1)))

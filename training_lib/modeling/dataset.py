@@ -53,11 +53,12 @@ def day_range(days: list[str]) -> str:
     return f"{days[0]}..{days[-1]}" if days else ""
 
 
-def load_labels(lake: Lake, through: date | None = None) -> pd.DataFrame:
-    """All confirmed labels (trans_num, is_fraud) in the label store, up to ``through``."""
+def load_labels(lake: Lake, through: date | None = None, since: date | None = None) -> pd.DataFrame:
+    """All confirmed labels (trans_num, is_fraud) in the label partitions ``since`` .. ``through`` (either end
+    open when not given); a transaction labelled twice keeps its newest label."""
     import pandas as pd
 
-    days = [d for d in lake.list_partitions(LABELS) if through is None or d <= through]
+    days = [d for d in lake.list_partitions(LABELS, since=since) if through is None or d <= through]
     if not days:
         return pd.DataFrame({"trans_num": pd.Series(dtype="string"), "is_fraud": pd.Series(dtype="Int8")})
     frame = lake.read_partitions(LABELS, days, columns=["trans_num", "is_fraud"]).to_pandas()

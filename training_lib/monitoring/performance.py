@@ -118,7 +118,7 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
     if manifest is None:
         return None
     rows = int(manifest["rows"])
-    label_days = lake.list_partitions(LABELS)
+    label_days = lake.list_partitions(LABELS, since=day)  # labels of a day's transactions come that day or later
     base: dict[str, Any] = {
         "day": day.isoformat(),
         "rows": rows,
@@ -141,7 +141,8 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
     available = set(manifest.get("columns", PREDICTION_COLUMNS))
     columns = [c for c in PREDICTION_COLUMNS if c in available]
     predictions = lake.read_partition(PREDICTIONS, day, columns=columns).to_pandas()
-    labels = load_labels(lake)
+    # only the label partitions that can hold this day's labels: the read does not grow with the lake
+    labels = load_labels(lake, since=day, through=day + timedelta(days=settings.label_window_days - 1))
     label = predictions["trans_num"].astype(str).map(labels.set_index(labels["trans_num"].astype(str))["is_fraud"])
     known = label.notna().to_numpy()
     share = float(known.mean())
@@ -167,11 +168,18 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
 
 
 def matured_scored_days(settings: Settings, today: date, lake: Lake | None = None) -> list[date]:
-    """Scored days up to ``today - label_delay_days`` that have no performance summary yet (oldest first)."""
+    """Scored days up to ``today - label_delay_days`` that have no performance summary yet (oldest first).
+
+    Looks back ``label_window_days`` from there (the longest a label can come late): each night catches up
+    on the days a failed night left, and the listing does not grow with the lake. An older scored day is
+    measured by a run of a day inside its window (a backfill of that period does so).
+    """
     lake = lake or Lake(settings)
     cutoff = today - timedelta(days=settings.label_delay_days)
-    done = set(lake.list_keys(f"{REPORTS_PERFORMANCE}/dt="))
-    return [day for day in lake.list_partitions(PREDICTIONS) if day <= cutoff and summary_key(lake, day) not in done]
+    since = cutoff - timedelta(days=settings.label_window_days)
+    done = set(lake.list_keys(f"{REPORTS_PERFORMANCE}/dt=", start_after=f"{REPORTS_PERFORMANCE}/dt={since}"))
+    scored = lake.list_partitions(PREDICTIONS, since=since)
+    return [day for day in scored if day <= cutoff and summary_key(lake, day) not in done]
 
 
 def below_floor_check(summary: dict[str, Any] | None) -> Notification | None:
