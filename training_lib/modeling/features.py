@@ -360,7 +360,8 @@ def feature_frame(table: pa.Table) -> pd.DataFrame:
     """
     import pandas as pd
 
-    frame = table.to_pandas(date_as_object=False)
+    # ignore_metadata: a table read from Parquet written from pandas would restore pandas' string dtype
+    frame = table.to_pandas(date_as_object=False, ignore_metadata=True)
     for column in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[column]) and frame[column].dtype != "datetime64[ns]":
             frame[column] = frame[column].astype("datetime64[ns]")

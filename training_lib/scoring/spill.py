@@ -128,7 +128,9 @@ class CardPlacer:
 
         from training_lib.privacy import card_tokens
 
-        encoded = pc.dictionary_encode(pa.chunked_array([card_numbers]).combine_chunks().cast(pa.string()))
+        if isinstance(card_numbers, pa.ChunkedArray):  # (pa.chunked_array([chunked]) would go through Python)
+            card_numbers = card_numbers.combine_chunks()
+        encoded = pc.dictionary_encode(card_numbers.cast(pa.string()))
         distinct = encoded.dictionary.to_pylist()
         new = [number for number in distinct if number not in self._known]
         if len(self._known) + len(new) > self.limit:
