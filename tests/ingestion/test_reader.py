@@ -67,6 +67,20 @@ def test_parquet_with_float_card_numbers_never_yields_another_card() -> None:
     assert not result.frame["cc_num"].str.fullmatch(r"\d{12,19}").any()  # text like '2703186189652095.0'
 
 
+def test_an_eleven_digit_card_number_gets_its_lost_leading_zero_back_and_no_other_length_changes() -> None:
+    # the public Kaggle files store cc_num as integers: the 12-digit Maestro card 060416207185 reads 60416207185
+    lost = read_transactions(KAGGLE.replace(b"630423337322", b"60416207185")).frame["cc_num"].tolist()
+    kept = read_transactions(KAGGLE.replace(b"630423337322", b"060416207185")).frame["cc_num"].tolist()
+    assert lost == kept == ["2703186189652095", "060416207185"]  # one card, so one token and one history
+    for other in (b"6041620718", b"6041620718512", b"0604162071"):  # 10, 13 digits, a 10-digit with a zero
+        assert read_transactions(KAGGLE.replace(b"630423337322", other)).frame["cc_num"][1] == other.decode()
+    frame = pd.read_csv(io.BytesIO(KAGGLE.replace(b"630423337322", b"060416207185")), index_col=0)
+    assert frame["cc_num"].tolist()[1] == 60416207185  # an integer-typed column, as the public files are
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    assert read_transactions(buffer.getvalue(), name="day.parquet").frame["cc_num"][1] == "060416207185"
+
+
 def test_zip_codes_lose_no_leading_zero() -> None:
     data = KAGGLE.replace(b",NC,28654,", b",MA,2134,")
     assert read_transactions(data).frame["zip"][0] == "02134"

@@ -19,6 +19,10 @@ columns; the caller quarantines the whole file. Text a database or spreadsheet w
 
 ``cc_num`` is an identifier: always text, never a float. A number that went through a spreadsheet
 (``2.70319E+15``) has already lost digits; it stays text and fails the 12-19 digit check downstream.
+An 11-digit number is a 12-digit card whose leading zero an integer-typed column dropped (the public
+Kaggle files store ``cc_num`` as integers: Maestro ``0604…`` cards appear as ``604…``): the zero is put
+back, so the card is one card (one token, one history) whether or not its zero survived. No other length
+is padded or changed (as ``zip`` gets its zeros back to 5 digits and nothing else).
 """
 
 from __future__ import annotations
@@ -280,6 +284,8 @@ def normalise(raw: pd.DataFrame, columns: tuple[Column, ...] = TRANSACTION_COLUM
         if column.kind == "string":
             if column.name == "zip":
                 text = text.where(~text.str.fullmatch(r"\d{1,4}").fillna(False), text.str.zfill(5))
+            elif column.name == "cc_num":  # an integer column dropped a 12-digit card's leading zero (0604…)
+                text = text.where(~text.str.fullmatch(r"\d{11}").fillna(False), "0" + text)
             values = text
         elif column.kind == "float":
             values = pd.to_numeric(text, errors="coerce").astype("float64")

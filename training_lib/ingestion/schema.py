@@ -28,7 +28,12 @@ class Column:
 
 TRANSACTION_COLUMNS: tuple[Column, ...] = (
     Column("trans_date_trans_time", "timestamp", description="Transaction time, UTC, 'YYYY-MM-DD HH:MM:SS'"),
-    Column("cc_num", "string", pii=True, description="Card number (PAN), 12-19 digits, kept as text"),
+    Column(
+        "cc_num",
+        "string",
+        pii=True,
+        description="Card number (PAN), 12-19 digits, kept as text (11 digits: a lost leading zero, put back)",
+    ),
     Column("merchant", "string", description="Merchant name"),
     Column("category", "string", description="Merchant category (one of CATEGORIES)"),
     Column("amt", "float", description="Amount in USD"),
