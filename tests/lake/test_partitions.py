@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from lake_tables import DAY, make_table, part_keys, prefix_keys
 
 from training_lib.lake.objects import LakeError
+from training_lib.lake.partitions import _dictionary_columns, _to_parquet
 from training_lib.lake.storage import Lake, PartitionNotFound
 
 
@@ -185,3 +187,20 @@ def test_combining_mismatching_staged_versions_is_refused(lake: Lake, dataset: s
         lake.combine_staged([])
     lake.discard_staged(staged)
     assert not any(lake.exists(key) for key in staged["files"])
+
+
+def test_only_repetitive_columns_are_dictionary_encoded_and_odd_types_keep_the_default() -> None:
+    n = 5_000
+    table = pa.table(
+        {
+            "trans_num": [f"t{i:08d}" for i in range(n)],  # all distinct: no dictionary
+            "category": ["grocery_pos", "travel"] * (n // 2),
+            "score": [i / n for i in range(n)],
+            "empty": pa.nulls(n),  # no distinct count for the null type: the writer's default
+            "tags": pa.array([["a"]] * n, pa.list_(pa.string())),
+        }
+    )
+    assert _dictionary_columns(table) == ["category", "empty", "tags"]
+    assert _dictionary_columns(table.slice(0, 1)) == ["empty", "tags"]  # one row: nothing repeats
+    assert _dictionary_columns(table.slice(0, 0)) == table.column_names
+    assert pq.read_table(pa.BufferReader(_to_parquet(table))).equals(table)  # every type still round-trips

@@ -366,16 +366,21 @@ def _dictionary_columns(table: pa.Table, sample_rows: int = DICTIONARY_SAMPLE_RO
     """Columns worth dictionary-encoding: at most half of the values distinct in the first ``sample_rows``.
 
     Ids, scores and amounts are nearly all distinct: a dictionary for them is built and then abandoned by the
-    writer (it costs the most of a write, and makes the file larger). Deterministic for the same table.
+    writer (it costs the most of a write, and makes the file larger). A column whose values cannot be counted
+    (null, nested or dictionary types) keeps the writer's default. Deterministic for the same table.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     sample = table.slice(0, sample_rows)
-    if not sample.num_rows:
-        return list(table.column_names)
-    return [
-        name for name in table.column_names if pc.count_distinct(sample.column(name)).as_py() <= sample.num_rows // 2
-    ]
+
+    def repetitive(name: str) -> bool:
+        try:
+            return pc.count_distinct(sample.column(name)).as_py() <= sample.num_rows // 2
+        except pa.ArrowNotImplementedError:
+            return True
+
+    return [name for name in table.column_names if not sample.num_rows or repetitive(name)]
 
 
 def _to_parquet(table: pa.Table) -> bytes:

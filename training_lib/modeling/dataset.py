@@ -20,6 +20,8 @@ from training_lib.lake.layout import LABELS, VALIDATED_TRANSACTIONS
 from training_lib.lake.storage import Lake
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,15 @@ def day_range(days: list[str]) -> str:
 def load_labels(lake: Lake, through: date | None = None, since: date | None = None) -> pd.DataFrame:
     """All confirmed labels (trans_num, is_fraud) in the label partitions ``since`` .. ``through`` (either end
     open when not given); a transaction labelled twice keeps its newest label."""
+    days = [d for d in lake.list_partitions(LABELS, since=since) if through is None or d <= through]
+    return labels_of_days(lake, days)
+
+
+def labels_of_days(lake: Lake, days: Sequence[date]) -> pd.DataFrame:
+    """The labels (trans_num, is_fraud) of the label partitions ``days`` (oldest first): a transaction labelled
+    twice keeps its newest label."""
     import pandas as pd
 
-    days = [d for d in lake.list_partitions(LABELS, since=since) if through is None or d <= through]
     if not days:
         return pd.DataFrame({"trans_num": pd.Series(dtype="string"), "is_fraud": pd.Series(dtype="Int8")})
     frame = lake.read_partitions(LABELS, days, columns=["trans_num", "is_fraud"]).to_pandas()

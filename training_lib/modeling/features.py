@@ -343,11 +343,18 @@ def validated_frame(table: pa.Table, columns: Sequence[str]) -> pd.DataFrame:
         pa.int64(): pd.Int64Dtype(),
         pa.int8(): pd.Int8Dtype(),
     }
-    frame = table.to_pandas(types_mapper=mapping.get, date_as_object=False)
+    frame = _datetimes_in_ns(table.to_pandas(types_mapper=mapping.get, date_as_object=False))
+    return frame[[c for c in columns if c in frame.columns]]
+
+
+def _datetimes_in_ns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Datetime columns as ``datetime64[ns]`` (Parquet gives us or ms; features count in ns), in place."""
+    import pandas as pd
+
     for column in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[column]) and frame[column].dtype != "datetime64[ns]":
             frame[column] = frame[column].astype("datetime64[ns]")
-    return frame[[c for c in columns if c in frame.columns]]
+    return frame
 
 
 def feature_frame(table: pa.Table) -> pd.DataFrame:
@@ -358,14 +365,8 @@ def feature_frame(table: pa.Table) -> pd.DataFrame:
     included): only the intermediate dtypes differ, and skipping pandas' nullable string columns saves
     converting every string twice.
     """
-    import pandas as pd
-
     # ignore_metadata: a table read from Parquet written from pandas would restore pandas' string dtype
-    frame = table.to_pandas(date_as_object=False, ignore_metadata=True)
-    for column in frame.columns:
-        if pd.api.types.is_datetime64_any_dtype(frame[column]) and frame[column].dtype != "datetime64[ns]":
-            frame[column] = frame[column].astype("datetime64[ns]")
-    return frame
+    return _datetimes_in_ns(table.to_pandas(date_as_object=False, ignore_metadata=True))
 
 
 def load_history(lake: Lake, first_day: date, days: int = HISTORY_DAYS) -> pd.DataFrame:

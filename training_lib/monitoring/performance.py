@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from training_lib.config import Settings
 from training_lib.lake.layout import LABELS, PREDICTIONS, REPORTS_PERFORMANCE
 from training_lib.lake.storage import Lake
-from training_lib.modeling.dataset import MATURED_LABEL_SHARE, load_labels
+from training_lib.modeling.dataset import MATURED_LABEL_SHARE, labels_of_days
 from training_lib.modeling.fitting import evaluate
 from training_lib.notify import Notification
 
@@ -101,7 +101,10 @@ def measure_quality(predictions: pd.DataFrame, label: pd.Series, alert_budget: i
 
 
 def realized_quality(settings: Settings, day: date, lake: Lake | None = None) -> dict[str, Any] | None:
-    """Realized quality of ``day``'s predictions against all confirmed labels; written to the lake when matured.
+    """Realized quality of ``day``'s predictions against their confirmed labels; written to the lake when matured.
+
+    A day's labels are in the label partitions ``day`` .. ``day + label_window_days - 1`` (ingestion accepts
+    no other), so only those are listed and read, and ``labels_through`` is the newest of them.
 
     ``None`` when the day has no predictions partition. ``"status": "in_sample"`` (written, nothing measured)
     when the model that scored the day was fitted on it (a day re-scored after a newer champion learned it):
@@ -118,7 +121,8 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
     if manifest is None:
         return None
     rows = int(manifest["rows"])
-    label_days = lake.list_partitions(LABELS, since=day)  # labels of a day's transactions come that day or later
+    last_label_day = day + timedelta(days=settings.label_window_days - 1)
+    label_days = [d for d in lake.list_partitions(LABELS, since=day) if d <= last_label_day]
     base: dict[str, Any] = {
         "day": day.isoformat(),
         "rows": rows,
@@ -141,8 +145,7 @@ def realized_quality(settings: Settings, day: date, lake: Lake | None = None) ->
     available = set(manifest.get("columns", PREDICTION_COLUMNS))
     columns = [c for c in PREDICTION_COLUMNS if c in available]
     predictions = lake.read_partition(PREDICTIONS, day, columns=columns).to_pandas()
-    # only the label partitions that can hold this day's labels: the read does not grow with the lake
-    labels = load_labels(lake, since=day, through=day + timedelta(days=settings.label_window_days - 1))
+    labels = labels_of_days(lake, label_days)  # the read does not grow with the lake
     label = predictions["trans_num"].astype(str).map(labels.set_index(labels["trans_num"].astype(str))["is_fraud"])
     known = label.notna().to_numpy()
     share = float(known.mean())

@@ -65,6 +65,8 @@ def spill_by_card(
     import pyarrow as pa
 
     placer = placer or CardPlacer(key)
+    if placer.key != key:
+        raise ValueError("spill_by_card: the card placer was made with another token key")
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     rows = 0
     try:
@@ -116,7 +118,7 @@ class CardPlacer:
     missing card number stays missing (its hash is that of a missing token).
     """
 
-    def __init__(self, key: bytes, limit: int = 1_000_000) -> None:
+    def __init__(self, key: bytes, limit: int = 200_000) -> None:  # ~300 B a card: ~60 MB at most
         self.key, self.limit = key, limit
         self._known: dict[str, tuple[str, int]] = {}
 
