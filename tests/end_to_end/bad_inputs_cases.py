@@ -273,12 +273,36 @@ def header_only(k: int, sim_day: pd.DataFrame, built: dict[str, Case]) -> Case:
 
 
 @transaction_case
+def no_final_line_break(k: int, sim_day: pd.DataFrame, built: dict[str, Case]) -> Case:
+    rows = [tx(D, k, i) for i in range(5)]
+    text = to_csv(rows)
+    # many exporters end a file without a line break: the complete last line is a row, and the report says so
+    return Case("no_final_line_break", D, text[:-1].encode(), **outcome(rows, {}), report={"unterminated_last_line": 6})
+
+
+@transaction_case
 def truncated_last_line(k: int, sim_day: pd.DataFrame, built: dict[str, Case]) -> Case:
     rows = [tx(D, k, i) for i in range(5)]
     text = to_csv(rows)
     assert text.endswith(",-89.1\n")
-    # cut inside the last field: the line still splits into all its fields
-    return Case("truncated_last_line", D, text[:-2].encode(), **outcome(rows, {4: "has no line break"}))
+    # cut inside the last field: the line still splits into all its fields, so nothing can tell it from a
+    # complete line; it is read as a row (merch_long -89) and the file's report names the line
+    rows[4] = {**rows[4], "merch_long": "-89"}
+    return Case("truncated_last_line", D, text[:-2].encode(), **outcome(rows, {}), report={"unterminated_last_line": 6})
+
+
+@transaction_case
+def truncated_inside_quotes(k: int, sim_day: pd.DataFrame, built: dict[str, Case]) -> Case:
+    rows = [tx(D, k, i) for i in range(5)]
+    text = to_csv(rows)
+    cut = text.rindex('"Engineer, civil"') + len('"Engineer')  # the last line ends inside a quoted field
+    return Case(
+        "truncated_inside_quotes",
+        D,
+        text[:cut].encode(),
+        **outcome(rows, {4: "has no line break"}),
+        report={"unterminated_last_line": None},
+    )
 
 
 @transaction_case
@@ -691,7 +715,9 @@ TRANSACTION_KINDS = [
     "utf16_tab_export",
     "empty_file",
     "header_only",
+    "no_final_line_break",
     "truncated_last_line",
+    "truncated_inside_quotes",
     "truncated_mid_row",
     "non_utf8_rows",
     "non_utf8_header",

@@ -172,11 +172,26 @@ def test_null_spellings_are_missing_values() -> None:
     assert frame["trans_num"].isna()[0] and frame["city"].isna()[1]
 
 
-def test_a_last_line_without_line_break_is_rejected_as_possibly_cut_off() -> None:
-    cut = KAGGLE[:-4]  # inside the last field: the line still has all its fields
-    result = read_transactions(cut)
-    assert len(result.frame) == 1 and result.rejected["line"].tolist() == [3]
-    assert "no line break" in result.rejected["error"][0]
+def test_a_complete_last_line_without_line_break_is_a_row() -> None:
+    result = read_transactions(KAGGLE[:-1])  # many exporters end the file without a line break
+    assert result.rejected.empty and result.parse_errors.empty and result.unterminated_last_line == 3
+    pd.testing.assert_frame_equal(result.frame, read_transactions(KAGGLE).frame)
+    assert read_transactions(KAGGLE).unterminated_last_line is None
+
+
+def test_a_last_line_cut_off_is_rejected_with_its_line_number() -> None:
+    cut_fields = read_transactions(KAGGLE[:-4])  # '...,-118.18646': the is_fraud field is gone
+    assert len(cut_fields.frame) == 1 and cut_fields.rejected["line"].tolist() == [3]
+    assert "no line break: the file may be cut off there (has 22 fields" in cut_fields.rejected["error"][0]
+    quoted = KAGGLE.replace(b"Special educational needs teacher,", b'"Special educational needs teacher,')
+    open_quote = read_transactions(quoted[: quoted.index(b"needs")])  # cut inside a quoted field
+    assert len(open_quote.frame) == 1 and open_quote.rejected["line"].tolist() == [3]
+    assert open_quote.rejected["error"][0] == "is the last line and has no line break: the file may be cut off there"
+    assert cut_fields.unterminated_last_line is None and open_quote.unterminated_last_line is None
+    # a cut right after a delimiter still splits into every field: nothing can tell, the line is named
+    looks_complete = read_transactions(KAGGLE[:-2])  # '...,-118.186462,': is_fraud empty
+    assert looks_complete.rejected.empty and looks_complete.unterminated_last_line == 3
+    assert looks_complete.frame["is_fraud"].isna().tolist() == [False, True]
 
 
 def test_parquet_without_a_required_column_carries_its_rows_for_quarantine() -> None:

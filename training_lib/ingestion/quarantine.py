@@ -36,6 +36,7 @@ class FileReport:
     extra_columns: list[str] = field(default_factory=list)
     delimiter: str = ","
     error: str | None = None  # the whole file was quarantined, for this reason
+    unterminated_last_line: int | None = None  # a last line without line break, read as a row (see the reader)
     validated: int = 0
     quarantined: int = 0
 
@@ -102,7 +103,21 @@ def read_files(
             reports.append(FileReport(name, rows=len(whole), error=str(exc)))
             log.warning("quarantining the whole file: %s", exc)
             continue
-        reports.append(FileReport(name, result.rows_read, len(result.rejected), result.extra_columns, result.delimiter))
+        reports.append(
+            FileReport(
+                name,
+                result.rows_read,
+                len(result.rejected),
+                result.extra_columns,
+                result.delimiter,
+                unterminated_last_line=result.unterminated_last_line,
+            )
+        )
+        if result.unterminated_last_line is not None:
+            log.info(
+                "%s: the last line (line %d) has no line break; it splits into all its fields and is read as a row"
+                " (a file cut inside its last field would look the same)", name, result.unterminated_last_line,
+            )  # fmt: skip
         if len(result.rejected):
             quarantine_parts.append(_rejected_quarantine(name, result.rejected))
         raw = result.raw.copy()

@@ -9,12 +9,16 @@ Reading never loses a row. :func:`read_transactions` returns
 * ``frame``: the canonical columns with normalised dtypes; a value that does not parse is null and
   named in ``parse_errors`` (the quality step quarantines such rows),
 * ``raw``: the same rows, every value as the text that was in the file (what quarantine keeps),
-* ``rejected``: lines that could not even be split into fields (wrong field count, bad bytes, a last
-  line without its line break: the file may have been cut off there), with their line number and text,
+* ``rejected``: lines that could not even be split into fields (wrong field count, bad bytes, an open
+  quote), with their line number and text,
 
-so that ``len(frame) + len(rejected)`` is the number of data lines in the file. Problems with the file
-as a whole (no header, required columns missing) raise :class:`SchemaError` naming the file and the
-columns; the caller quarantines the whole file. Text a database or spreadsheet writes for "no value"
+so that ``len(frame) + len(rejected)`` is the number of data lines in the file. A last line without a
+line break (many exporters write files that way) is a row when it splits into the header's fields with no
+open quote; otherwise the file was cut off there and the line is rejected as such. A file cut inside its
+last field cannot be told from a complete one: ``unterminated_last_line`` names a line read that way.
+
+Problems with the file as a whole (no header, required columns missing) raise :class:`SchemaError` naming
+the file and the columns; the caller quarantines the whole file. Text a database or spreadsheet writes for "no value"
 (``NULL``, ``NaN``, ``#N/A``, ...) is null, like an empty field: a key spelled ``NULL`` is a missing key.
 
 ``cc_num`` is an identifier: always text, never a float. A number that went through a spreadsheet
@@ -81,6 +85,7 @@ class ReadResult:
     line_numbers: pd.Series  # file line number of every row of frame/raw
     extra_columns: list[str] = field(default_factory=list)
     delimiter: str = ","
+    unterminated_last_line: int | None = None  # line number of a last line without line break read as a row
 
     @property
     def rows_read(self) -> int:
@@ -107,9 +112,10 @@ def _is_parquet(data: bytes, name: str) -> bool:
     return data[:4] == b"PAR1" or name.lower().endswith((".parquet", ".pq"))
 
 
-def _fields(line: str, delimiter: str) -> list[str]:
-    """One line split into fields; raises ``csv.Error`` on a line the csv module refuses (a huge field)."""
-    return next(csv.reader([line], delimiter=delimiter), [])
+def _fields(line: str, delimiter: str, *, strict: bool = False) -> list[str]:
+    """One line split into fields; raises ``csv.Error`` on a line the csv module refuses (a huge field; with
+    ``strict``, also a quote that is never closed)."""
+    return next(csv.reader([line], delimiter=delimiter, strict=strict), [])
 
 
 def _known_names(line: str, delimiter: str, known: set[str]) -> int:
@@ -137,7 +143,8 @@ def detect_delimiter(header_line: str) -> str:
 
 
 def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tuple[str, ...]):
-    """CSV bytes -> (raw DataFrame of strings, rejected lines, line numbers, extra columns, delimiter)."""
+    """CSV bytes -> (raw DataFrame of strings, rejected lines, line numbers, extra columns, delimiter, the line
+    number of a last line without line break that was read as a row or None)."""
     import pandas as pd
 
     if data.startswith(UTF16_BOMS):  # a spreadsheet's "Unicode text" export
@@ -182,9 +189,11 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
     rows: list[list[str]] = []
     line_numbers: list[int] = []
     rejected: list[tuple[int, str, str]] = []
-    # A file that does not end with a line break may have been cut off in its last line, possibly inside
-    # its last field, where the line would still split into the right number of fields: never accept it.
+    # A file that does not end with a line break may have been cut off in its last line: the line is a row
+    # only when it splits into the header's fields without an open quote (a cut inside the last field still
+    # does: nothing can tell, so the line is named in the result and in the file's report).
     unterminated = len(lines) - 1 if lines[-1].strip() else None
+    accepted_unterminated = None
     # csv handles quoted fields with embedded delimiters; a quoted newline is rare in this data and is
     # reported as a field-count error on both halves rather than joined silently.
     for index in range(1, len(lines)):
@@ -199,17 +208,18 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
             text = stripped.decode("utf-8", "backslashreplace")
             rejected.append((line_no, text, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
             continue
-        if index == unterminated:
-            rejected.append((line_no, text, "is the last line and has no line break: the file may be cut off there"))
-            continue
         try:
-            fields_ = _fields(text, delimiter)
+            fields_ = _fields(text, delimiter, strict=index == unterminated)
         except csv.Error as exc:
-            rejected.append((line_no, text, f"cannot be split into fields ({exc})"))
+            reason = _CUT_OFF if index == unterminated else f"cannot be split into fields ({exc})"
+            rejected.append((line_no, text, reason))
             continue
         if len(fields_) != len(header):
-            rejected.append((line_no, text, f"has {len(fields_)} fields, the header has {len(header)}"))
+            counts = f"has {len(fields_)} fields, the header has {len(header)}"
+            rejected.append((line_no, text, f"{_CUT_OFF} ({counts})" if index == unterminated else counts))
             continue
+        if index == unterminated:
+            accepted_unterminated = line_no
         rows.append(fields_)
         line_numbers.append(line_no)
 
@@ -222,7 +232,10 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
             raw[column] = None
     raw = raw[list(expected)]
     rejected_frame = pd.DataFrame(rejected, columns=["line", "text", "error"])
-    return raw, rejected_frame, pd.Series(line_numbers, dtype="int64"), extra, delimiter
+    return raw, rejected_frame, pd.Series(line_numbers, dtype="int64"), extra, delimiter, accepted_unterminated
+
+
+_CUT_OFF = "is the last line and has no line break: the file may be cut off there"
 
 
 def _read_parquet_as_text(data: bytes, source: str, expected: tuple[str, ...], required: tuple[str, ...]):
@@ -255,7 +268,7 @@ def _read_parquet_as_text(data: bytes, source: str, expected: tuple[str, ...], r
         else:
             raw[column] = [None if v is None else str(v) for v in array.to_pylist()]
     line_numbers = pd.Series(range(1, table.num_rows + 1), dtype="int64")  # Parquet: row number
-    return raw, pd.DataFrame(columns=["line", "text", "error"]), line_numbers, extra, ","
+    return raw, pd.DataFrame(columns=["line", "text", "error"]), line_numbers, extra, ",", None
 
 
 def _parse_timestamps(text: pd.Series) -> pd.Series:
@@ -315,12 +328,12 @@ def read_transactions(source: str | Path | bytes | IO[bytes], name: str | None =
     source_name = _source_name(source, name)
     data = _read_bytes(source)
     reader = _read_parquet_as_text if _is_parquet(data, source_name) else _split_csv
-    raw, rejected, lines, extra, delimiter = reader(
+    raw, rejected, lines, extra, delimiter, unterminated = reader(
         data, source_name, TRANSACTION_COLUMN_NAMES, REQUIRED_TRANSACTION_COLUMNS
     )
     raw = raw.reset_index(drop=True)
     frame, parse_errors = normalise(raw)
-    return ReadResult(source_name, frame, raw, rejected, parse_errors, lines, extra, delimiter)
+    return ReadResult(source_name, frame, raw, rejected, parse_errors, lines, extra, delimiter, unterminated)
 
 
 def read_labels(source: str | Path | bytes | IO[bytes], name: str | None = None) -> ReadResult:
@@ -328,7 +341,9 @@ def read_labels(source: str | Path | bytes | IO[bytes], name: str | None = None)
     source_name = _source_name(source, name)
     data = _read_bytes(source)
     reader = _read_parquet_as_text if _is_parquet(data, source_name) else _split_csv
-    raw, rejected, lines, extra, delimiter = reader(data, source_name, LABEL_COLUMN_NAMES, LABEL_COLUMN_NAMES)
+    raw, rejected, lines, extra, delimiter, unterminated = reader(
+        data, source_name, LABEL_COLUMN_NAMES, LABEL_COLUMN_NAMES
+    )
     raw = raw.reset_index(drop=True)
     frame, parse_errors = normalise(raw, LABEL_COLUMNS)
-    return ReadResult(source_name, frame, raw, rejected, parse_errors, lines, extra, delimiter)
+    return ReadResult(source_name, frame, raw, rejected, parse_errors, lines, extra, delimiter, unterminated)
