@@ -74,6 +74,8 @@ def test_an_eleven_digit_card_number_gets_its_lost_leading_zero_back_and_no_othe
     assert lost == kept == ["2703186189652095", "060416207185"]  # one card, so one token and one history
     for other in (b"6041620718", b"6041620718512", b"0604162071"):  # 10, 13 digits, a 10-digit with a zero
         assert read_transactions(KAGGLE.replace(b"630423337322", other)).frame["cc_num"][1] == other.decode()
+    # a damaged number (a digit lost at the end) fails the Luhn check: never turned into a made-up card
+    assert read_transactions(KAGGLE.replace(b"630423337322", b"63042333732")).frame["cc_num"][1] == "63042333732"
     frame = pd.read_csv(io.BytesIO(KAGGLE.replace(b"630423337322", b"060416207185")), index_col=0)
     assert frame["cc_num"].tolist()[1] == 60416207185  # an integer-typed column, as the public files are
     buffer = io.BytesIO()
@@ -188,6 +190,12 @@ def test_a_last_line_cut_off_is_rejected_with_its_line_number() -> None:
     assert len(open_quote.frame) == 1 and open_quote.rejected["line"].tolist() == [3]
     assert open_quote.rejected["error"][0] == "is the last line and has no line break: the file may be cut off there"
     assert cut_fields.unterminated_last_line is None and open_quote.unterminated_last_line is None
+    # text after a closing quote splits as on any other line (only an unclosed quote means cut off)
+    spaced = read_transactions(
+        KAGGLE.replace(b"Special educational needs teacher,", b'"Special educational needs teacher" ,')[:-1]
+    )
+    assert spaced.rejected.empty and spaced.unterminated_last_line == 3
+    assert spaced.frame["job"][1] == "Special educational needs teacher"
     # a cut right after a delimiter still splits into every field: nothing can tell, the line is named
     looks_complete = read_transactions(KAGGLE[:-2])  # '...,-118.186462,': is_fraud empty
     assert looks_complete.rejected.empty and looks_complete.unterminated_last_line == 3

@@ -23,10 +23,11 @@ the file and the columns; the caller quarantines the whole file. Text a database
 
 ``cc_num`` is an identifier: always text, never a float. A number that went through a spreadsheet
 (``2.70319E+15``) has already lost digits; it stays text and fails the 12-19 digit check downstream.
-An 11-digit number is a 12-digit card whose leading zero an integer-typed column dropped (the public
-Kaggle files store ``cc_num`` as integers: Maestro ``0604…`` cards appear as ``604…``): the zero is put
-back, so the card is one card (one token, one history) whether or not its zero survived. No other length
-is padded or changed (as ``zip`` gets its zeros back to 5 digits and nothing else).
+An 11-digit number that passes the Luhn check is a 12-digit card whose leading zero an integer-typed
+column dropped (the public Kaggle files store ``cc_num`` as integers: Maestro ``0604…`` cards appear as
+``604…``): the zero is put back, so the card is one card (one token, one history) whether or not its zero
+survived. One that fails the check (a damaged number) stays as it is and is quarantined; no other length is
+padded or changed (as ``zip`` gets its zeros back to 5 digits and nothing else).
 """
 
 from __future__ import annotations
@@ -112,10 +113,28 @@ def _is_parquet(data: bytes, name: str) -> bool:
     return data[:4] == b"PAR1" or name.lower().endswith((".parquet", ".pq"))
 
 
-def _fields(line: str, delimiter: str, *, strict: bool = False) -> list[str]:
-    """One line split into fields; raises ``csv.Error`` on a line the csv module refuses (a huge field; with
-    ``strict``, also a quote that is never closed)."""
-    return next(csv.reader([line], delimiter=delimiter, strict=strict), [])
+def _fields(line: str, delimiter: str) -> list[str]:
+    """One line split into fields; raises ``csv.Error`` on a line the csv module refuses (a huge field)."""
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _ends_inside_quotes(line: str, delimiter: str) -> bool:
+    """Whether a quoted field of ``line`` is never closed (the line was cut inside it). Only that: text after
+    a closing quote (``"b" ,``), which strict csv also refuses, splits as on every other line."""
+    try:
+        next(csv.reader([line], delimiter=delimiter, strict=True), [])
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _luhn_valid(digits: str) -> bool:
+    """The Luhn check digit of a card number holds (leading zeros do not change it)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
 
 
 def _known_names(line: str, delimiter: str, known: set[str]) -> int:
@@ -209,10 +228,13 @@ def _split_csv(data: bytes, source: str, expected: tuple[str, ...], required: tu
             rejected.append((line_no, text, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
             continue
         try:
-            fields_ = _fields(text, delimiter, strict=index == unterminated)
+            fields_ = _fields(text, delimiter)
         except csv.Error as exc:
             reason = _CUT_OFF if index == unterminated else f"cannot be split into fields ({exc})"
             rejected.append((line_no, text, reason))
+            continue
+        if index == unterminated and _ends_inside_quotes(text, delimiter):
+            rejected.append((line_no, text, _CUT_OFF))
             continue
         if len(fields_) != len(header):
             counts = f"has {len(fields_)} fields, the header has {len(header)}"
@@ -298,7 +320,10 @@ def normalise(raw: pd.DataFrame, columns: tuple[Column, ...] = TRANSACTION_COLUM
             if column.name == "zip":
                 text = text.where(~text.str.fullmatch(r"\d{1,4}").fillna(False), text.str.zfill(5))
             elif column.name == "cc_num":  # an integer column dropped a 12-digit card's leading zero (0604…)
-                text = text.where(~text.str.fullmatch(r"\d{11}").fillna(False), "0" + text)
+                eleven = text.str.fullmatch(r"\d{11}").fillna(False)
+                if eleven.any():  # only a valid card number: a damaged one stays 11 digits and is quarantined
+                    lost_zero = eleven & text.map(lambda v: isinstance(v, str) and _luhn_valid(v))
+                    text = text.where(~lost_zero, "0" + text)
             values = text
         elif column.kind == "float":
             values = pd.to_numeric(text, errors="coerce").astype("float64")

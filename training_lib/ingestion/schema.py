@@ -32,7 +32,7 @@ TRANSACTION_COLUMNS: tuple[Column, ...] = (
         "cc_num",
         "string",
         pii=True,
-        description="Card number (PAN), 12-19 digits, kept as text (11 digits: a lost leading zero, put back)",
+        description="Card number (PAN), 12-19 digits, as text (11 Luhn-valid digits: a lost leading zero, put back)",
     ),
     Column("merchant", "string", description="Merchant name"),
     Column("category", "string", description="Merchant category (one of CATEGORIES)"),
