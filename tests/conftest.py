@@ -128,9 +128,18 @@ def local_stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
                 _report_stack(request, handle, state_dir)
             except Exception as exc:  # a report that fails must not keep the stack running
                 print(f"(no stack report: {exc!r})")
-        handle.cli("down")
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(state_dir, ignore_errors=True)
+        stop_stack(handle, state_dir, keep_state=request.session.testsfailed > failed_before)
+
+
+def stop_stack(handle: StackHandle, state_dir: Path, *, keep_state: bool = False) -> None:
+    """``stack down``; the state folder is deleted unless ``keep_state`` or the stop failed: then its PID files
+    stay (the processes can still be stopped by PID) and the terminal says so."""
+    down = handle.cli("down")
+    if down.returncode != 0:
+        print(f"\n--- stack down failed (exit {down.returncode}); state kept in {state_dir}\n"
+              f"{down.stdout[-3000:]}{down.stderr[-3000:]}")  # fmt: skip
+    elif not keep_state:
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _report_stack(request: pytest.FixtureRequest, handle: StackHandle, state_dir: Path, lines: int = 25) -> None:

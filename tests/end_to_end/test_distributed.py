@@ -10,13 +10,12 @@ lake into another bucket. Every published part file must be byte-identical betwe
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
-from conftest import StackHandle, free_port, private_state_dir, stack_environment, start_stack
+from conftest import StackHandle, free_port, private_state_dir, stack_environment, start_stack, stop_stack
 
 from training_lib.config import DUMMY_S3_KEY
 from training_lib.lake.layout import (
@@ -69,8 +68,7 @@ def distributed() -> Iterator[StackHandle]:
     try:
         yield handle
     finally:
-        handle.cli("down")
-        shutil.rmtree(state_dir, ignore_errors=True)
+        stop_stack(handle, state_dir)
 
 
 @pytest.fixture(scope="module")
