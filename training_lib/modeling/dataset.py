@@ -55,11 +55,9 @@ def day_range(days: list[str]) -> str:
     return f"{days[0]}..{days[-1]}" if days else ""
 
 
-def load_labels(lake: Lake, through: date | None = None, since: date | None = None) -> pd.DataFrame:
-    """All confirmed labels (trans_num, is_fraud) in the label partitions ``since`` .. ``through`` (either end
-    open when not given); a transaction labelled twice keeps its newest label."""
-    days = [d for d in lake.list_partitions(LABELS, since=since) if through is None or d <= through]
-    return labels_of_days(lake, days)
+def load_labels(lake: Lake, through: date | None = None) -> pd.DataFrame:
+    """All confirmed labels (trans_num, is_fraud) in the label store, up to ``through``."""
+    return labels_of_days(lake, [d for d in lake.list_partitions(LABELS) if through is None or d <= through])
 
 
 def labels_of_days(lake: Lake, days: Sequence[date]) -> pd.DataFrame:
